@@ -24,7 +24,20 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "database-url", help="print the database URL (starting the embedded server if DATABASE_URL is unset)"
     )
+    health = commands.add_parser(
+        "healthcheck",
+        help="exit 0 when a service answers healthy (for Docker HEALTHCHECK): a gRPC address or an http(s) URL",
+    )
+    health.add_argument("target", help="host:port of a gRPC service, or the URL of the gateway's /healthz")
+    health.add_argument("--service", default="", help="gRPC service name to check (default: the whole server)")
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds to wait (default 3)")
     args = parser.parse_args(argv)
+    if args.command == "healthcheck":
+        from meterdata.runner import grpc_healthy, http_healthy
+
+        if args.target.startswith(("http://", "https://")):
+            return 0 if http_healthy(args.target, args.timeout) else 1
+        return 0 if grpc_healthy(args.target, args.service, args.timeout) else 1
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
 
