@@ -50,7 +50,7 @@ def seed_readings(
     with engine.begin() as connection:
         run_id = connection.execute(
             text(
-                "INSERT INTO ingest_runs (kind, status, source) VALUES ('stream', 'succeeded', 'test seed') RETURNING id"
+                "INSERT INTO ingest_runs (kind, status, source) VALUES ('stream', 'succeeded', 'seed') RETURNING id"
             )
         ).scalar_one()
         connection.execute(
