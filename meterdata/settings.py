@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     upstream_base_url: str = PUBLIC_BUCKET_URL
     upstream_kind: Literal["static", "api"] = "static"
     upstream_muids: list[str] = list(PUBLISHED_MUIDS)
+    upstream_history_start: str = Field("2023-02-01T00:00:00+00:00", description="first instant an API pull asks for")
     upstream_page_limit: int = Field(5000, ge=1, le=100_000)
     upstream_timeout_seconds: float = Field(10.0, gt=0)
     upstream_connect_timeout_seconds: float = Field(3.0, gt=0)

@@ -1,0 +1,196 @@
+"""Per-record validation: every record becomes a valid reading or a rejection that says why.
+
+JSON records from the upstream and protobuf readings from producers go through the same
+`check_reading`, so the rules are one: muid a UUID, timestamp with a zone on the 15-minute grid,
+a known OBIS code, a finite value >= 0 and below the ceiling, measurement and quality strings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from meterdata.obis import is_obis_key, lookup
+
+GRID_SECONDS = 15 * 60
+RECORD_KEYS = {"measurement", "timestamp", "tags"}
+
+
+@dataclass(frozen=True)
+class ValidReading:
+    muid: str
+    obis: str
+    ts: datetime
+    value: float
+    quality: str
+    measurement: str
+
+    @property
+    def key(self) -> tuple[str, str, datetime]:
+        return (self.muid, self.obis, self.ts)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    position: int
+    raw: str
+    field: str
+    reason: str
+    muid: str | None = None
+
+
+class RecordError(ValueError):
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+def raw_text(record: Any) -> str:
+    """The record as received, for rejected_readings (NaN and Infinity kept as the JSON extensions)."""
+    try:
+        return json.dumps(record, separators=(",", ":"), allow_nan=True, default=str)
+    except (TypeError, ValueError):
+        return repr(record)
+
+
+@dataclass(frozen=True)
+class FieldNames:
+    """How the fields are called in the input, so a rejection names the field the sender wrote."""
+
+    muid: str
+    timestamp: str
+    quality: str
+    measurement: str
+    obis: str | None  # None: the OBIS code is itself the key of the value
+    value: str | None
+
+
+JSON_FIELDS = FieldNames("tags.muid", "timestamp", "tags.quality", "measurement", None, None)
+PROTO_FIELDS = FieldNames("muid", "ts", "quality", "measurement", "obis", "value")
+
+
+def parse_muid(value: Any, field: str = "tags.muid") -> str:
+    if not isinstance(value, str):
+        raise RecordError(field, f"must be a UUID string, got {type(value).__name__}")
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise RecordError(field, f"{value!r} is not a UUID") from None
+
+
+def parse_timestamp(value: Any, field: str = "timestamp") -> datetime:
+    if not isinstance(value, str):
+        raise RecordError(field, f"must be an ISO 8601 string, got {type(value).__name__}")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
+    except ValueError:
+        raise RecordError(field, f"{value!r} is not an ISO 8601 time") from None
+    if parsed.tzinfo is None:
+        raise RecordError(field, f"{value!r} has no time zone (expected e.g. 'Z' or '+01:00')")
+    return parsed.astimezone(UTC)
+
+
+def check_reading(
+    muid: Any, obis: str, ts: Any, value: Any, quality: Any, measurement: Any, ceiling: float
+) -> ValidReading:
+    """Validate one reading's fields; raises RecordError naming the first offending field."""
+    muid = parse_muid(muid)
+    if not isinstance(ts, datetime):
+        ts = parse_timestamp(ts)
+    elif ts.tzinfo is None:
+        raise RecordError("timestamp", "has no time zone")
+    if ts.timestamp() % GRID_SECONDS != 0:
+        raise RecordError("timestamp", f"{ts.isoformat()} is not on the 15-minute grid")
+    code = lookup(obis)
+    if code is None:
+        raise RecordError(obis or "obis", f"unknown OBIS code {obis!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RecordError(obis, f"value must be a number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise RecordError(obis, f"value must be finite, got {value}")
+    if value < 0:
+        raise RecordError(obis, f"value must be >= 0 kWh, got {value}")
+    if value > ceiling:
+        raise RecordError(
+            obis, f"value {value} exceeds the plausible maximum of {ceiling} {code.unit} per quarter-hour"
+        )
+    if not isinstance(quality, str):
+        raise RecordError("tags.quality", f"must be a string, got {type(quality).__name__}")
+    if not isinstance(measurement, str):
+        raise RecordError("measurement", f"must be a string, got {type(measurement).__name__}")
+    return ValidReading(muid, code.code, ts.astimezone(UTC), value, quality, measurement)
+
+
+def parse_record(record: Any, ceiling: float, expected_muid: str | None = None) -> list[ValidReading]:
+    """The readings of one upstream JSON record (one per OBIS key it carries)."""
+    if not isinstance(record, dict):
+        raise RecordError("record", f"must be a JSON object, got {type(record).__name__}")
+    for key in ("measurement", "timestamp", "tags"):
+        if key not in record:
+            raise RecordError(key, "is missing")
+    tags = record["tags"]
+    if not isinstance(tags, dict):
+        raise RecordError("tags", f"must be an object, got {type(tags).__name__}")
+    if "muid" not in tags:
+        raise RecordError("tags.muid", "is missing")
+    muid = parse_muid(tags["muid"])
+    if expected_muid is not None and muid != expected_muid:
+        raise RecordError("tags.muid", f"{muid} does not match the requested meter {expected_muid}")
+    value_keys = [key for key in record if key not in RECORD_KEYS]
+    if not value_keys:
+        raise RecordError("value", "the record carries no OBIS value key")
+    for key in value_keys:
+        if not is_obis_key(key):
+            raise RecordError(key, f"unexpected field {key!r} (neither a record field nor an OBIS code)")
+    return [
+        check_reading(
+            muid, key, record["timestamp"], record[key], tags.get("quality", ""), record["measurement"], ceiling
+        )
+        for key in value_keys
+    ]
+
+
+@dataclass
+class BatchResult:
+    readings: list[ValidReading]
+    rejections: list[Rejection]
+
+
+def validate_records(records: list[Any], ceiling: float, expected_muid: str | None, offset: int = 0) -> BatchResult:
+    """Split a payload into valid readings and explained rejections; duplicates keep the first."""
+    result = BatchResult([], [])
+    first_seen: dict[tuple[str, str, datetime], int] = {}
+    for index, record in enumerate(records):
+        position = offset + index
+        try:
+            readings = parse_record(record, ceiling, expected_muid)
+        except RecordError as error:
+            muid = record.get("tags", {}).get("muid") if isinstance(record, dict) else None
+            result.rejections.append(
+                Rejection(
+                    position, raw_text(record), error.field, error.reason, muid if isinstance(muid, str) else None
+                )
+            )
+            continue
+        duplicate = next((first_seen[r.key] for r in readings if r.key in first_seen), None)
+        if duplicate is not None:
+            result.rejections.append(
+                Rejection(
+                    position,
+                    raw_text(record),
+                    "timestamp",
+                    f"duplicate of the record at position {duplicate} (same meter, channel and time)",
+                    readings[0].muid,
+                )
+            )
+            continue
+        for reading in readings:
+            first_seen[reading.key] = position
+        result.readings.extend(readings)
+    return result
