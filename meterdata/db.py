@@ -58,6 +58,9 @@ def session_scope(engine: Engine) -> Iterator[Connection]:
 
 def start_embedded_postgres(data_dir: Path, cleanup_mode: str | None = "stop") -> str:
     """Start (or attach to) the embedded PostgreSQL from the `pgserver` wheel and return its URL."""
+    import warnings
+
+    warnings.filterwarnings("ignore", module="platformdirs")  # pgserver asks for XDG_RUNTIME_DIR; /tmp is fine
     import pgserver  # imported here: only the runner and the tests need it
 
     pgdata = data_dir / "pgdata"

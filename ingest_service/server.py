@@ -1,0 +1,213 @@
+"""gRPC wiring of IngestService: request checks, then the Ingestor; no SQL here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+from google.protobuf import json_format
+from sqlalchemy.engine import RowMapping
+
+from ingest_service import repository
+from ingest_service.ingest import Ingestor, PullPlan, validate_requested_muids
+from ingest_service.validation import PROTO_FIELDS, BatchValidator, RecordError, check_reading
+from meterdata.db import engine_from_settings, require_current_schema
+from meterdata.errors import InvalidArgument, NotFound
+from meterdata.grpc_server import serve
+from meterdata.paging import decode_page_token, encode_page_token, page_size
+from meterdata.settings import Settings
+from meterdata.timeconv import from_timestamp, to_timestamp
+from meterdata.v1 import ingest_pb2, ingest_pb2_grpc
+from meterdata.v1.common_pb2 import Reading
+
+log = logging.getLogger(__name__)
+
+RUN_KINDS = {"pull": ingest_pb2.INGEST_RUN_KIND_PULL, "stream": ingest_pb2.INGEST_RUN_KIND_STREAM}
+RUN_STATUSES = {
+    "running": ingest_pb2.INGEST_RUN_STATUS_RUNNING,
+    "succeeded": ingest_pb2.INGEST_RUN_STATUS_SUCCEEDED,
+    "failed": ingest_pb2.INGEST_RUN_STATUS_FAILED,
+}
+SOURCE_KINDS = {ingest_pb2.SOURCE_KIND_STATIC: "static", ingest_pb2.SOURCE_KIND_API: "api"}
+
+
+def run_message(row: RowMapping) -> ingest_pb2.IngestRun:
+    run = ingest_pb2.IngestRun(
+        id=row["id"],
+        kind=RUN_KINDS[row["kind"]],
+        status=RUN_STATUSES[row["status"]],
+        source=row["source"],
+        muids=row["muids"],
+        started_at=to_timestamp(row["started_at"]),
+        received=row["received"],
+        inserted=row["inserted"],
+        updated=row["updated"],
+        unchanged=row["unchanged"],
+        rejected=row["rejected"],
+        error=row["error"],
+    )
+    if row["finished_at"] is not None:
+        run.finished_at.CopyFrom(to_timestamp(row["finished_at"]))
+    return run
+
+
+def reading_raw(reading: Reading) -> str:
+    return json_format.MessageToJson(reading, indent=None, preserving_proto_field_name=True)
+
+
+class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
+    def __init__(self, ingestor: Ingestor) -> None:
+        self.ingestor = ingestor
+        self.settings = ingestor.settings
+        self._background: set[asyncio.Task[None]] = set()
+
+    def _load_run(self, run_id: int) -> ingest_pb2.IngestRun:
+        with self.ingestor.engine.connect() as connection:
+            row = repository.get_run(connection, run_id)
+        if row is None:
+            raise NotFound(f"ingest run {run_id} does not exist")
+        return run_message(row)
+
+    async def PullMeters(
+        self, request: ingest_pb2.PullMetersRequest, context: grpc.aio.ServicerContext
+    ) -> ingest_pb2.IngestRun:
+        muids = validate_requested_muids(request.muids) or list(self.settings.upstream_muids)
+        if request.source_url and not request.source_url.startswith(("http://", "https://")):
+            raise InvalidArgument("source_url", "must be an http:// or https:// URL")
+        kind = SOURCE_KINDS.get(request.source_kind, self.settings.upstream_kind)
+        plan = PullPlan(muids, request.source_url or self.settings.upstream_base_url, kind, request.full)  # type: ignore[arg-type]
+        run_id = await asyncio.to_thread(self.ingestor.start_run, "pull", plan.base_url, muids)
+        job = asyncio.create_task(asyncio.to_thread(self.ingestor.pull, run_id, plan))
+        if request.wait:
+            await job
+        else:
+            self._background.add(job)  # type: ignore[arg-type]
+            job.add_done_callback(self._background.discard)  # type: ignore[arg-type]
+        return await asyncio.to_thread(self._load_run, run_id)
+
+    async def WriteReadings(
+        self, request_iterator: AsyncIterator[ingest_pb2.WriteReadingsRequest], context: grpc.aio.ServicerContext
+    ) -> ingest_pb2.IngestRun:
+        peer = context.peer()
+        run_id = await asyncio.to_thread(self.ingestor.start_run, "stream", f"grpc stream from {peer}", [])
+        position = 0
+        register: bool | None = None
+        known: set[str] = set()
+        try:
+            async for message in request_iterator:
+                if register is None:
+                    register = message.register_unknown_meters
+                batch = self._validate_stream_batch(message.readings, position)
+                position += len(message.readings)
+                await asyncio.to_thread(self._write_stream_batch, run_id, batch, len(message.readings), known, register)
+        except BaseException as error:
+            await asyncio.to_thread(self.ingestor.finish_run, run_id, [f"stream ended early: {error!r}"])
+            raise
+        await asyncio.to_thread(self.ingestor.finish_run, run_id, [])
+        return await asyncio.to_thread(self._load_run, run_id)
+
+    def _validate_stream_batch(self, readings: list[Reading], offset: int) -> BatchValidator:
+        batch = BatchValidator(PROTO_FIELDS.timestamp)
+        ceiling = self.settings.value_ceiling_kwh
+        for index, reading in enumerate(readings):
+            position = offset + index
+            try:
+                if not reading.HasField("ts"):
+                    raise RecordError("ts", "is missing")
+                valid = check_reading(
+                    reading.muid, reading.obis, from_timestamp(reading.ts),
+                    reading.value, reading.quality, reading.measurement, ceiling, PROTO_FIELDS,
+                )  # fmt: skip
+            except RecordError as error:
+                batch.reject(position, reading_raw(reading), error.field, error.reason, reading.muid)
+                continue
+            batch.accept(position, reading_raw(reading), [valid])
+        return batch
+
+    def _write_stream_batch(
+        self, run_id: int, batch: BatchValidator, received: int, known: set[str], register: bool
+    ) -> None:
+        """Readings of meters nobody registered are rejected unless the stream asked to register them."""
+        result = batch.result
+        muids = {r.muid for r in result.readings} - known
+        if muids:
+            if register:
+                self.ingestor.register_meters(muids)
+                known |= muids
+            else:
+                known |= self.ingestor.known_meters(muids)
+        unknown = {r.muid for r in result.readings} - known
+        if unknown:
+            kept = []
+            for reading in result.readings:
+                if reading.muid in unknown:
+                    raw = reading_raw(Reading(muid=reading.muid, obis=reading.obis, ts=to_timestamp(reading.ts),
+                                              value=reading.value, quality=reading.quality,
+                                              measurement=reading.measurement))  # fmt: skip
+                    batch.reject(
+                        -1, raw, "muid", f"unknown meter {reading.muid}; register it or set register_unknown_meters"
+                    )
+                else:
+                    kept.append(reading)
+            result.readings = kept
+        self.ingestor.write_batch(run_id, result, received)
+
+    async def GetIngestRun(
+        self, request: ingest_pb2.GetIngestRunRequest, context: grpc.aio.ServicerContext
+    ) -> ingest_pb2.IngestRun:
+        if request.id <= 0:
+            raise InvalidArgument("id", f"must be a positive run id, got {request.id}")
+        return await asyncio.to_thread(self._load_run, request.id)
+
+    async def ListIngestRuns(
+        self, request: ingest_pb2.ListIngestRunsRequest, context: grpc.aio.ServicerContext
+    ) -> ingest_pb2.ListIngestRunsResponse:
+        size = page_size(request.page_size, 50, 500)
+        before = int(decode_page_token(request.page_token, {"before"})["before"]) if request.page_token else None
+
+        def load() -> list[RowMapping]:
+            with self.ingestor.engine.connect() as connection:
+                return repository.list_runs(connection, before, size + 1)
+
+        rows = await asyncio.to_thread(load)
+        response = ingest_pb2.ListIngestRunsResponse(runs=[run_message(row) for row in rows[:size]])
+        if len(rows) > size:
+            response.next_page_token = encode_page_token({"before": rows[size - 1]["id"]})
+        return response
+
+    async def ListRejectedReadings(
+        self, request: ingest_pb2.ListRejectedReadingsRequest, context: grpc.aio.ServicerContext
+    ) -> ingest_pb2.ListRejectedReadingsResponse:
+        if request.ingest_run_id <= 0:
+            raise InvalidArgument("ingest_run_id", f"must be a positive run id, got {request.ingest_run_id}")
+        size = page_size(request.page_size, 100, 1000)
+        after = int(decode_page_token(request.page_token, {"after"})["after"]) if request.page_token else None
+
+        def load() -> list[RowMapping]:
+            with self.ingestor.engine.connect() as connection:
+                if repository.get_run(connection, request.ingest_run_id) is None:
+                    raise NotFound(f"ingest run {request.ingest_run_id} does not exist")
+                return repository.list_rejections(connection, request.ingest_run_id, after, size + 1)
+
+        rows = await asyncio.to_thread(load)
+        response = ingest_pb2.ListRejectedReadingsResponse(
+            rejected=[ingest_pb2.RejectedReading(**dict(row)) for row in rows[:size]]
+        )
+        if len(rows) > size:
+            response.next_page_token = encode_page_token({"after": rows[size - 1]["id"]})
+        return response
+
+
+async def main(settings: Settings) -> None:
+    engine = engine_from_settings(settings)
+    require_current_schema(engine)
+    servicer = IngestServicer(Ingestor(engine, settings))
+    await serve(
+        service_name="meterdata.v1.IngestService",
+        register=lambda server: ingest_pb2_grpc.add_IngestServiceServicer_to_server(servicer, server),
+        host=settings.grpc_listen_host,
+        port=settings.ingest_port,
+        grace_seconds=settings.grpc_shutdown_grace_seconds,
+    )
