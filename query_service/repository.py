@@ -1,0 +1,141 @@
+"""All SQL of the query service: read-only, SQLAlchemy Core `text()` with bound parameters only.
+
+The series query lets PostgreSQL do the aggregation: `width_bucket` puts each reading into the bucket
+whose boundaries the caller computed (see `buckets.py`), and one GROUP BY yields count, sum, mean,
+min and max per bucket. Reading pages use keyset pagination on the primary key (muid, obis, ts),
+never OFFSET, so every page costs one index range scan however deep the client has paged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+
+@dataclass(frozen=True)
+class ChannelRow:
+    obis: str
+    first_ts: datetime | None
+    last_ts: datetime | None
+    reading_count: int
+
+
+@dataclass(frozen=True)
+class MeterRow:
+    muid: str
+    tenant: str
+    channels: tuple[ChannelRow, ...]
+
+
+@dataclass(frozen=True)
+class ReadingRow:
+    ts: datetime
+    value: float
+    quality: str
+    measurement: str
+
+
+@dataclass(frozen=True)
+class AggregateRow:
+    index: int  # 1-based bucket number
+    count: int
+    sum: float
+    mean: float
+    min: float
+    max: float
+
+
+_METERS = text(
+    """
+    SELECT m.muid::text AS muid, m.tenant, c.obis, c.first_ts, c.last_ts, c.reading_count
+    FROM (
+        SELECT muid, tenant FROM meters
+        WHERE CAST(:after AS uuid) IS NULL OR muid > CAST(:after AS uuid)
+        ORDER BY muid
+        LIMIT :limit
+    ) m
+    LEFT JOIN meter_channels c ON c.muid = m.muid
+    ORDER BY m.muid, c.obis
+    """
+)
+
+_METER = text(
+    """
+    SELECT m.muid::text AS muid, m.tenant, c.obis, c.first_ts, c.last_ts, c.reading_count
+    FROM meters m LEFT JOIN meter_channels c ON c.muid = m.muid
+    WHERE m.muid = CAST(:muid AS uuid)
+    ORDER BY c.obis
+    """
+)
+
+_READINGS_SELECT = """
+    SELECT ts, value, quality, measurement FROM readings
+    WHERE muid = CAST(:muid AS uuid) AND obis = :obis AND ts >= :start AND ts < :end
+"""
+# (descending, has cursor) -> statement; the four shapes are constants, values are always bound.
+_READINGS = {
+    (False, False): text(_READINGS_SELECT + " ORDER BY ts ASC LIMIT :limit"),
+    (False, True): text(_READINGS_SELECT + " AND ts > :after ORDER BY ts ASC LIMIT :limit"),
+    (True, False): text(_READINGS_SELECT + " ORDER BY ts DESC LIMIT :limit"),
+    (True, True): text(_READINGS_SELECT + " AND ts < :after ORDER BY ts DESC LIMIT :limit"),
+}
+
+_SERIES = text(
+    """
+    SELECT width_bucket(ts, CAST(:bounds AS timestamptz[])) AS i,
+           count(*) AS n, sum(value) AS sum, avg(value) AS mean, min(value) AS min, max(value) AS max
+    FROM readings
+    WHERE muid = CAST(:muid AS uuid) AND obis = :obis AND ts >= :start AND ts < :end
+    GROUP BY 1
+    ORDER BY 1
+    """
+)
+
+
+def _meters_from_rows(rows: list) -> list[MeterRow]:  # type: ignore[type-arg]
+    meters: dict[str, MeterRow] = {}
+    for row in rows:
+        meter = meters.setdefault(row.muid, MeterRow(row.muid, row.tenant, ()))
+        if row.obis is not None:
+            channel = ChannelRow(row.obis, row.first_ts, row.last_ts, int(row.reading_count))
+            meters[row.muid] = MeterRow(meter.muid, meter.tenant, (*meter.channels, channel))
+    return list(meters.values())
+
+
+def list_meters(connection: Connection, after: str | None, limit: int) -> list[MeterRow]:
+    """Up to `limit` meters with muid > `after`, ordered by muid, each with its channels."""
+    return _meters_from_rows(connection.execute(_METERS, {"after": after, "limit": limit}).all())
+
+
+def get_meter(connection: Connection, muid: str) -> MeterRow | None:
+    meters = _meters_from_rows(connection.execute(_METER, {"muid": muid}).all())
+    return meters[0] if meters else None
+
+
+def list_readings(
+    connection: Connection,
+    *,
+    muid: str,
+    obis: str,
+    start: datetime,
+    end: datetime,
+    after: datetime | None,
+    descending: bool,
+    limit: int,
+) -> list[ReadingRow]:
+    """Readings in `[start, end)` after the cursor `after` (in the page order)."""
+    statement = _READINGS[(descending, after is not None)]
+    params = {"muid": muid, "obis": obis, "start": start, "end": end, "after": after, "limit": limit}
+    return [ReadingRow(r.ts, r.value, r.quality, r.measurement) for r in connection.execute(statement, params)]
+
+
+def series_aggregates(connection: Connection, *, muid: str, obis: str, bounds: list[datetime]) -> list[AggregateRow]:
+    """Aggregates of the non-empty buckets `[bounds[i-1], bounds[i])`, by 1-based bucket number."""
+    params = {"muid": muid, "obis": obis, "bounds": bounds, "start": bounds[0], "end": bounds[-1]}
+    return [
+        AggregateRow(int(r.i), int(r.n), float(r.sum), float(r.mean), float(r.min), float(r.max))
+        for r in connection.execute(_SERIES, params)
+    ]
