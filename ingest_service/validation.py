@@ -96,34 +96,42 @@ def parse_timestamp(value: Any, field: str = "timestamp") -> datetime:
 
 
 def check_reading(
-    muid: Any, obis: str, ts: Any, value: Any, quality: Any, measurement: Any, ceiling: float
+    muid: Any,
+    obis: str,
+    ts: Any,
+    value: Any,
+    quality: Any,
+    measurement: Any,
+    ceiling: float,
+    names: FieldNames = JSON_FIELDS,
 ) -> ValidReading:
     """Validate one reading's fields; raises RecordError naming the first offending field."""
-    muid = parse_muid(muid)
+    muid = parse_muid(muid, names.muid)
     if not isinstance(ts, datetime):
-        ts = parse_timestamp(ts)
+        ts = parse_timestamp(ts, names.timestamp)
     elif ts.tzinfo is None:
-        raise RecordError("timestamp", "has no time zone")
+        raise RecordError(names.timestamp, "has no time zone")
     if ts.timestamp() % GRID_SECONDS != 0:
-        raise RecordError("timestamp", f"{ts.isoformat()} is not on the 15-minute grid")
+        raise RecordError(names.timestamp, f"{ts.isoformat()} is not on the 15-minute grid")
     code = lookup(obis)
     if code is None:
-        raise RecordError(obis or "obis", f"unknown OBIS code {obis!r}")
+        raise RecordError(names.obis or obis or "obis", f"unknown OBIS code {obis!r}")
+    value_field = names.value or obis
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise RecordError(obis, f"value must be a number, got {type(value).__name__} {value!r}")
+        raise RecordError(value_field, f"value must be a number, got {type(value).__name__} {value!r}")
     value = float(value)
     if not math.isfinite(value):
-        raise RecordError(obis, f"value must be finite, got {value}")
+        raise RecordError(value_field, f"value must be finite, got {value}")
     if value < 0:
-        raise RecordError(obis, f"value must be >= 0 kWh, got {value}")
+        raise RecordError(value_field, f"value must be >= 0 {code.unit}, got {value}")
     if value > ceiling:
         raise RecordError(
-            obis, f"value {value} exceeds the plausible maximum of {ceiling} {code.unit} per quarter-hour"
+            value_field, f"value {value} exceeds the plausible maximum of {ceiling} {code.unit} per quarter-hour"
         )
     if not isinstance(quality, str):
-        raise RecordError("tags.quality", f"must be a string, got {type(quality).__name__}")
+        raise RecordError(names.quality, f"must be a string, got {type(quality).__name__}")
     if not isinstance(measurement, str):
-        raise RecordError("measurement", f"must be a string, got {type(measurement).__name__}")
+        raise RecordError(names.measurement, f"must be a string, got {type(measurement).__name__}")
     return ValidReading(muid, code.code, ts.astimezone(UTC), value, quality, measurement)
 
 
@@ -162,35 +170,38 @@ class BatchResult:
     rejections: list[Rejection]
 
 
+class BatchValidator:
+    """Collects a batch's valid readings and rejections; a repeated key is rejected, the first kept."""
+
+    def __init__(self, timestamp_field: str = "timestamp") -> None:
+        self.result = BatchResult([], [])
+        self._first_seen: dict[tuple[str, str, datetime], int] = {}
+        self._timestamp_field = timestamp_field
+
+    def reject(self, position: int, raw: Any, field: str, reason: str, muid: Any = None) -> None:
+        text = raw if isinstance(raw, str) else raw_text(raw)
+        self.result.rejections.append(Rejection(position, text, field, reason, muid if isinstance(muid, str) else None))
+
+    def accept(self, position: int, raw: Any, readings: list[ValidReading]) -> None:
+        duplicate = next((self._first_seen[r.key] for r in readings if r.key in self._first_seen), None)
+        if duplicate is not None:
+            reason = f"duplicate of the record at position {duplicate} (same meter, channel and time)"
+            self.reject(position, raw, self._timestamp_field, reason, readings[0].muid)
+            return
+        for reading in readings:
+            self._first_seen[reading.key] = position
+        self.result.readings.extend(readings)
+
+
 def validate_records(records: list[Any], ceiling: float, expected_muid: str | None, offset: int = 0) -> BatchResult:
-    """Split a payload into valid readings and explained rejections; duplicates keep the first."""
-    result = BatchResult([], [])
-    first_seen: dict[tuple[str, str, datetime], int] = {}
+    """Split an upstream payload into valid readings and explained rejections."""
+    batch = BatchValidator()
     for index, record in enumerate(records):
-        position = offset + index
         try:
             readings = parse_record(record, ceiling, expected_muid)
         except RecordError as error:
             muid = record.get("tags", {}).get("muid") if isinstance(record, dict) else None
-            result.rejections.append(
-                Rejection(
-                    position, raw_text(record), error.field, error.reason, muid if isinstance(muid, str) else None
-                )
-            )
+            batch.reject(offset + index, record, error.field, error.reason, muid)
             continue
-        duplicate = next((first_seen[r.key] for r in readings if r.key in first_seen), None)
-        if duplicate is not None:
-            result.rejections.append(
-                Rejection(
-                    position,
-                    raw_text(record),
-                    "timestamp",
-                    f"duplicate of the record at position {duplicate} (same meter, channel and time)",
-                    readings[0].muid,
-                )
-            )
-            continue
-        for reading in readings:
-            first_seen[reading.key] = position
-        result.readings.extend(readings)
-    return result
+        batch.accept(offset + index, record, readings)
+    return batch.result

@@ -39,7 +39,8 @@ def make_engine(url: str, pool_size: int = 5, max_overflow: int = 10) -> Engine:
         max_overflow=max_overflow,
         pool_pre_ping=True,
         pool_recycle=1800,
-        connect_args={"application_name": "meterdata"},
+        # Sessions in UTC: instants are zone-free inside the services; local buckets name their zone explicitly.
+        connect_args={"application_name": "meterdata", "options": "-c timezone=UTC"},
     )
 
 

@@ -1,0 +1,36 @@
+"""Shared pieces of the ingest tests: raw-JSON facts computed without project code, and clients."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+from sqlalchemy import Engine, text
+
+from tests.seed import EXPORT_MUID, IMPORT_MUID, published_records
+
+
+def raw_facts(muid: str) -> dict[str, object]:
+    """count, exact decimal sum and max of a published file, read from its JSON text."""
+    records = published_records(muid)
+    obis = next(k for k in records[0] if k not in {"measurement", "timestamp", "tags"})
+    # parse_float=Decimal keeps each literal exact, so the sum is the true decimal sum
+    import gzip
+
+    from tests.seed import PUBLISHED_DIR
+
+    exact = json.loads(gzip.decompress((PUBLISHED_DIR / f"{muid}.json.gz").read_bytes()), parse_float=Decimal)["data"]
+    values = [Decimal(r[obis]) for r in exact]
+    return {"obis": obis, "count": len(records), "sum": sum(values), "max": max(values)}
+
+
+def stored_facts(engine: Engine, muid: str) -> dict[str, object]:
+    with engine.connect() as connection:
+        row = connection.execute(
+            text("SELECT count(*) AS n, sum(value) AS total, max(value) AS peak FROM readings WHERE muid = :m"),
+            {"m": muid},
+        ).one()
+    return {"count": row.n, "sum": row.total, "max": row.peak}
+
+
+PUBLISHED = (IMPORT_MUID, EXPORT_MUID)
