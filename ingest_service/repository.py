@@ -193,6 +193,25 @@ SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT 
 """
 
 
+# Recompute the hours this batch touched from the readings themselves (a statement of its own, so it sees
+# the upsert): exact by construction, and a re-ingest can never count a reading twice.
+_ROLLUP = """
+WITH touched AS (
+    SELECT DISTINCT s.muid, s.obis, date_trunc('hour', s.ts, 'UTC') AS hour
+    FROM ingest_staging s JOIN readings r USING (muid, obis, ts)
+    WHERE r.ingest_run_id = :run
+)
+INSERT INTO readings_hourly (muid, obis, hour, value_sum, value_min, value_max, reading_count)
+SELECT t.muid, t.obis, t.hour, sum(r.value), min(r.value), max(r.value), count(*)
+FROM touched t
+JOIN readings r ON r.muid = t.muid AND r.obis = t.obis AND r.ts >= t.hour AND r.ts < t.hour + interval '1 hour'
+GROUP BY t.muid, t.obis, t.hour
+ON CONFLICT (muid, obis, hour) DO UPDATE
+    SET value_sum = EXCLUDED.value_sum, value_min = EXCLUDED.value_min,
+        value_max = EXCLUDED.value_max, reading_count = EXCLUDED.reading_count
+"""
+
+
 def _copy_rows(connection: Connection, readings: Sequence[ValidReading]) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -224,4 +243,6 @@ def write_readings(connection: Connection, run_id: int, readings: Sequence[Valid
     )
     row = connection.execute(text(_UPSERT), {"run": run_id}).one()
     inserted, updated = int(row.inserted), int(row.updated)
+    if inserted or updated:
+        connection.execute(text(_ROLLUP), {"run": run_id})
     return Counts(inserted=inserted, updated=updated, unchanged=len(readings) - inserted - updated)

@@ -34,3 +34,25 @@ def stored_facts(engine: Engine, muid: str) -> dict[str, object]:
 
 
 PUBLISHED = (IMPORT_MUID, EXPORT_MUID)
+
+
+def assert_rollup_exact(engine: Engine) -> int:
+    """The hourly rollup equals the aggregate of the raw readings, hour by hour; returns the hours."""
+    with engine.connect() as connection:
+        expected = connection.execute(
+            text(
+                "SELECT muid, obis, date_trunc('hour', ts, 'UTC') AS hour, sum(value), min(value), max(value), count(*) "
+                "FROM readings GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+            )
+        ).all()
+        stored = connection.execute(
+            text(
+                "SELECT muid, obis, hour, value_sum, value_min, value_max, reading_count "
+                "FROM readings_hourly ORDER BY 1, 2, 3"
+            )
+        ).all()
+    assert len(stored) == len(expected)
+    for got, want in zip(stored, expected, strict=True):
+        assert tuple(got[:3]) == tuple(want[:3])
+        assert abs(got[3] - want[3]) < 1e-9 and tuple(got[4:]) == tuple(want[4:])
+    return len(stored)

@@ -49,9 +49,7 @@ def seed_readings(
     rows = [{"muid": muid, "obis": obis, "ts": ts, "value": value} for ts, value in points]
     with engine.begin() as connection:
         run_id = connection.execute(
-            text(
-                "INSERT INTO ingest_runs (kind, status, source) VALUES ('stream', 'succeeded', 'seed') RETURNING id"
-            )
+            text("INSERT INTO ingest_runs (kind, status, source) VALUES ('stream', 'succeeded', 'seed') RETURNING id")
         ).scalar_one()
         connection.execute(
             text("INSERT INTO meters (muid, tenant) VALUES (:muid, :tenant) ON CONFLICT (muid) DO NOTHING"),
@@ -72,6 +70,17 @@ def seed_readings(
                 ),
                 [dict(row, run=run_id) for row in rows],
             )
+        connection.execute(
+            text("DELETE FROM readings_hourly WHERE muid = :muid AND obis = :obis"), {"muid": muid, "obis": obis}
+        )
+        connection.execute(
+            text(
+                "INSERT INTO readings_hourly (muid, obis, hour, value_sum, value_min, value_max, reading_count) "
+                "SELECT muid, obis, date_trunc('hour', ts, 'UTC'), sum(value), min(value), max(value), count(*) "
+                "FROM readings WHERE muid = :muid AND obis = :obis GROUP BY 1, 2, 3"
+            ),
+            {"muid": muid, "obis": obis},
+        )
         connection.execute(
             text(
                 "UPDATE meter_channels c SET first_ts = s.first_ts, last_ts = s.last_ts, reading_count = s.n "

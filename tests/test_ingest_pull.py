@@ -17,7 +17,7 @@ from ingest_service.mirror import Mirror
 from meterdata.grpc_client import sync_channel
 from meterdata.runner import Topology
 from meterdata.v1 import ingest_pb2, ingest_pb2_grpc
-from tests.ingest_helpers import PUBLISHED, raw_facts, stored_facts
+from tests.ingest_helpers import PUBLISHED, assert_rollup_exact, raw_facts, stored_facts
 from tests.seed import IMPORT_MUID
 
 PAGE_LIMIT = 1000
@@ -69,6 +69,7 @@ def test_published_files_land_exactly_and_a_second_pull_changes_nothing(ingest, 
         assert Decimal(repr(stored["max"])) == expected["max"]
     assert {str(raw_facts(m)["sum"]) for m in PUBLISHED} == {"97.6082", "36.1972500000000004917"}
 
+    assert assert_rollup_exact(clean_db) == 2 * 672
     second = pull(ingest, mirror)
     assert (second.received, second.inserted, second.updated, second.unchanged, second.rejected) == (
         5376,
@@ -107,6 +108,7 @@ def test_changed_value_upstream_is_one_update_with_the_old_value_kept(ingest, mi
             text("SELECT value FROM readings WHERE ts = :ts AND muid = :m"), {"ts": revision.ts, "m": IMPORT_MUID}
         ).scalar()
     assert revision.ts == datetime.fromisoformat(target["timestamp"].replace("Z", "+00:00"))
+    assert assert_rollup_exact(clean_db) == 672  # 28 days x 24 hours, the revised hour recomputed
     assert (revision.old_value, revision.new_value, revision.ingest_run_id, current) == (old_value, 0.5, run.id, 0.5)
 
 

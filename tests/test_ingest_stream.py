@@ -17,6 +17,7 @@ from meterdata.runner import Topology
 from meterdata.timeconv import to_timestamp
 from meterdata.v1 import ingest_pb2, ingest_pb2_grpc
 from meterdata.v1.common_pb2 import Reading
+from tests.ingest_helpers import assert_rollup_exact
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 STREAM_METERS = [f"00000000-0000-4000-8000-{i:012d}" for i in range(10)]
@@ -87,6 +88,7 @@ def test_100k_streamed_readings_land_exactly_once(stub, clean_db) -> None:  # ty
 
     again = stub.WriteReadings(synthetic_batches(total, 5_000), timeout=300)
     assert (again.inserted, again.unchanged) == (0, total)
+    assert assert_rollup_exact(clean_db) == total // 4
 
 
 def test_stream_rejects_bad_readings_and_unknown_meters_keeping_them(stub, clean_db) -> None:  # type: ignore[no-untyped-def]
