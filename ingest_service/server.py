@@ -7,12 +7,11 @@ import logging
 from collections.abc import AsyncIterator
 
 import grpc
-from google.protobuf import json_format
 from sqlalchemy.engine import RowMapping
 
 from ingest_service import repository
 from ingest_service.ingest import Ingestor, PullPlan, validate_requested_muids
-from ingest_service.validation import PROTO_FIELDS, BatchValidator, RecordError, check_reading
+from ingest_service.validation import PROTO_FIELDS, BatchValidator, RecordError, check_reading, raw_text
 from meterdata.db import engine_from_settings, require_current_schema
 from meterdata.errors import InvalidArgument, NotFound
 from meterdata.grpc_server import serve
@@ -51,10 +50,6 @@ def run_message(row: RowMapping) -> ingest_pb2.IngestRun:
     if row["finished_at"] is not None:
         run.finished_at.CopyFrom(to_timestamp(row["finished_at"]))
     return run
-
-
-def reading_raw(reading: Reading) -> str:
-    return json_format.MessageToJson(reading, indent=None, preserving_proto_field_name=True)
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
@@ -121,9 +116,9 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                     reading.value, reading.quality, reading.measurement, ceiling, PROTO_FIELDS,
                 )  # fmt: skip
             except RecordError as error:
-                batch.reject(position, reading_raw(reading), error.field, error.reason, reading.muid)
+                batch.reject(position, reading, error.field, error.reason, reading.muid)
                 continue
-            batch.accept(position, reading_raw(reading), [valid])
+            batch.accept(position, reading, [valid])
         return batch
 
     def _write_stream_batch(
@@ -143,7 +138,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             kept = []
             for reading in result.readings:
                 if reading.muid in unknown:
-                    raw = reading_raw(Reading(muid=reading.muid, obis=reading.obis, ts=to_timestamp(reading.ts),
+                    raw = raw_text(Reading(muid=reading.muid, obis=reading.obis, ts=to_timestamp(reading.ts),
                                               value=reading.value, quality=reading.quality,
                                               measurement=reading.measurement))  # fmt: skip
                     batch.reject(

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
 from meterdata.obis import is_obis_key, lookup
 
 GRID_SECONDS = 15 * 60
@@ -52,6 +55,8 @@ class RecordError(ValueError):
 
 def raw_text(record: Any) -> str:
     """The record as received, for rejected_readings (NaN and Infinity kept as the JSON extensions)."""
+    if isinstance(record, Message):
+        return json_format.MessageToJson(record, indent=None, preserving_proto_field_name=True)
     try:
         return json.dumps(record, separators=(",", ":"), allow_nan=True, default=str)
     except (TypeError, ValueError):
