@@ -173,6 +173,9 @@ def test_env_example_documents_every_setting() -> None:
     missing = SETTING_NAMES - documented
     assert not missing, f".env.example lacks {sorted(missing)} (add each with its meaning)"
     assert set(read_env_file(ENV_EXAMPLE)) <= COMPOSE_VARIABLES, "settings stay commented out at their defaults"
+    reference = (ROOT / "docs" / "DEPLOY.md").read_text()
+    undocumented = sorted(name for name in SETTING_NAMES | COMPOSE_VARIABLES if f"`{name}`" not in reference)
+    assert not undocumented, f"docs/DEPLOY.md's configuration reference lacks {undocumented}"
 
 
 def env_files() -> Iterator[Any]:
