@@ -22,6 +22,7 @@ from meterdata.errors import FailedPrecondition, InvalidArgument
 
 MAX_LAGS = 5000
 PACF_METHOD = "ywm"
+SHUFFLE_SEED = 20230201
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class Decomposition:
     resid: pd.Series
     seasonal_strength: float
     trend_strength: float
+    seasonal_strength_noise: float
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class AutocorrelationResult:
     seasonal_period: int
     seasonal_strength: float
     trend_strength: float
+    seasonal_strength_noise: float
 
 
 def steps(series: pd.Series, interval: str, tz: str) -> tuple[pd.Series, int, int]:
@@ -105,27 +108,44 @@ def _check_variance(values: np.ndarray) -> None:
         )
 
 
+def _seasonal_window(observations: int, period: int) -> int:
+    """An odd LOESS window spanning all periods (at least 7): the daily shape is taken as stable over the
+    range, so that day-to-day noise lands in the residual instead of in the seasonal component."""
+    window = max(7, observations // period)
+    return window if window % 2 else window + 1
+
+
+def _strengths(values: pd.Series, period: int) -> tuple[object, float, float]:
+    fit = STL(values, period=period, seasonal=_seasonal_window(len(values), period)).fit()
+    resid = np.asarray(fit.resid)
+    seasonal = max(0.0, 1.0 - float(np.var(resid) / np.var(np.asarray(fit.seasonal) + resid)))
+    trend = max(0.0, 1.0 - float(np.var(resid) / np.var(np.asarray(fit.trend) + resid)))
+    return fit, seasonal, trend
+
+
 def decompose(values: pd.Series, period: int) -> Decomposition:
-    """STL with the given period; strengths after Wang, Smith & Hyndman (2006): 1 - Var(R)/Var(S+R)."""
+    """STL with the given period; strengths after Wang, Smith & Hyndman (2006): 1 - Var(R)/Var(S+R).
+
+    The same values in a random order (fixed seed) give the noise floor of the seasonal strength: what
+    a series of this length and distribution shows without any daily pattern.
+    """
     if len(values) < 2 * period + 1:
         raise FailedPrecondition(
             f"a decomposition with a period of {period} steps needs at least {2 * period + 1} observations "
             f"(two full periods); the series has {len(values)}"
         )
     _check_variance(values.to_numpy())
-    fit = STL(values, period=period).fit()
-    resid = np.asarray(fit.resid)
-    seasonal = np.asarray(fit.seasonal)
-    trend = np.asarray(fit.trend)
-    seasonal_strength = max(0.0, 1.0 - float(np.var(resid) / np.var(seasonal + resid)))
-    trend_strength = max(0.0, 1.0 - float(np.var(resid) / np.var(trend + resid)))
+    fit, seasonal_strength, trend_strength = _strengths(values, period)
+    shuffled = pd.Series(np.random.default_rng(SHUFFLE_SEED).permutation(values.to_numpy()), index=values.index)
+    _, noise_floor, _ = _strengths(shuffled, period)
     return Decomposition(
         period=period,
-        trend=pd.Series(trend, index=values.index),
-        seasonal=pd.Series(seasonal, index=values.index),
-        resid=pd.Series(resid, index=values.index),
+        trend=pd.Series(np.asarray(fit.trend), index=values.index),
+        seasonal=pd.Series(np.asarray(fit.seasonal), index=values.index),
+        resid=pd.Series(np.asarray(fit.resid), index=values.index),
         seasonal_strength=seasonal_strength,
         trend_strength=trend_strength,
+        seasonal_strength_noise=noise_floor,
     )
 
 
@@ -187,10 +207,11 @@ def autocorrelation(
         table = acorr_ljungbox(x, lags=sorted(set(ljung_box_lags)), return_df=True)
         ljung = [LjungBox(int(lag), float(row["lb_stat"]), float(row["lb_pvalue"])) for lag, row in table.iterrows()]
 
-    seasonal_strength = trend_strength = float("nan")
+    seasonal_strength = trend_strength = noise_floor = float("nan")
     if n >= 2 * steps_per_day + 1:
         parts = decompose(values, steps_per_day)
         seasonal_strength, trend_strength = parts.seasonal_strength, parts.trend_strength
+        noise_floor = parts.seasonal_strength_noise
 
     return AutocorrelationResult(
         observations=n,
@@ -205,4 +226,5 @@ def autocorrelation(
         seasonal_period=steps_per_day,
         seasonal_strength=seasonal_strength,
         trend_strength=trend_strength,
+        seasonal_strength_noise=noise_floor,
     )

@@ -150,7 +150,7 @@ def _load_rule(shape: _Shape) -> Evidence:
 def _full_days(series: pd.Series, tz: str) -> pd.DataFrame:
     days = aggregate(series, "day", tz)
     days = days[days["count"] == days["expected"]].copy()
-    days["weekday"] = local_naive(pd.DatetimeIndex(days["start"]), tz).weekday + 1
+    days["weekday"] = local_naive(pd.DatetimeIndex(days["start"]), tz).day_of_week + 1
     return days
 
 

@@ -38,7 +38,7 @@ def _keys(naive: pd.DatetimeIndex, kind: str) -> tuple[list[str], pd.DataFrame]:
     """Group key columns (sortable) and the label parts (key, hour, weekday, minute) per row."""
     hour = pd.Series(naive.hour, dtype="int64")
     minute = pd.Series(naive.minute, dtype="int64")
-    weekday = pd.Series(naive.weekday + 1, dtype="int64")
+    weekday = pd.Series(naive.day_of_week + 1, dtype="int64")
     none = pd.Series(-1, index=hour.index, dtype="int64")
     zero = pd.Series(0, index=hour.index, dtype="int64")
     if kind == "hour_of_day":

@@ -184,6 +184,7 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
             named_lags=result.named_lags,
             named_lag_band=result.named_lag_band,
             strongest_lag=result.strongest_lag,
+            seasonal_strength_noise=result.seasonal_strength_noise,
         )
 
     async def Describe(self, request: pb.DescribeRequest, context: grpc.aio.ServicerContext) -> pb.Description:

@@ -55,7 +55,7 @@ def _naive_bucket_starts(naive: pd.DatetimeIndex, interval: str) -> pd.DatetimeI
     if interval == "day":
         return days
     if interval == "week":
-        return days - pd.to_timedelta(naive.weekday, unit="D")
+        return days - pd.to_timedelta(naive.day_of_week, unit="D")
     if interval == "month":
         return days - pd.to_timedelta(naive.day - 1, unit="D")
     raise ValueError(f"not a calendar interval: {interval}")
