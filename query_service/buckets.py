@@ -19,6 +19,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from meterdata.errors import InvalidArgument
@@ -168,4 +169,4 @@ def plan_buckets(start: datetime, end: datetime, interval: Interval, zone: ZoneI
                 "buckets: narrow start/end or choose a coarser interval",
             )
     bounds.append(end)
-    return [Bucket(lo, hi) for lo, hi in zip(bounds, bounds[1:], strict=False)]
+    return [Bucket(lo, hi) for lo, hi in pairwise(bounds)]

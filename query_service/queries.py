@@ -20,9 +20,9 @@ from meterdata.db import session_scope
 from meterdata.errors import InvalidArgument, NotFound
 from meterdata.obis import hex_to_notation, lookup
 from meterdata.settings import Settings
-from query_service import repository
+from query_service import paging, repository
 from query_service.buckets import Bucket, Interval, bucket_around, parse_zone, plan_buckets
-from query_service.paging import check_page_size, decode_token, encode_token, fingerprint
+from query_service.paging import decode_token, encode_token, fingerprint
 
 Aggregation = Literal["sum", "mean", "min", "max", "count"]
 Direction = Literal["import", "export"]
@@ -151,7 +151,7 @@ class Queries:
         self.settings = settings
 
     def list_meters(self, page_size: int, page_token: str) -> tuple[list[MeterInfo], str]:
-        limit = check_page_size(page_size, METERS_PAGE_DEFAULT, METERS_PAGE_MAX)
+        limit = paging.page_size(page_size, METERS_PAGE_DEFAULT, METERS_PAGE_MAX)
         query = fingerprint("meters")
         after = decode_token(page_token, query)
         with session_scope(self.engine) as connection:
@@ -199,7 +199,7 @@ class Queries:
         muid = normalize_muid(muid)
         obis = normalize_obis(obis) if obis.strip() else ""
         check_range(start, end)
-        limit = check_page_size(page_size, READINGS_PAGE_DEFAULT, self.settings.max_page_size)
+        limit = paging.page_size(page_size, READINGS_PAGE_DEFAULT, self.settings.max_page_size)
         query = fingerprint("readings", muid, obis, start, end, descending)
         cursor = decode_token(page_token, query)
         try:
@@ -259,4 +259,3 @@ class Queries:
             buckets.append(SeriesBucket(bucket.start, bucket.end, value, row.count if row else 0, bucket.expected))
         unit = COUNT_UNIT if aggregation == "count" else channel.unit
         return SeriesResult(muid, channel, unit, interval, aggregation, zone_name, start, end, buckets)
-

@@ -130,7 +130,9 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             readings=readings, next_page_token=page.next_page_token, unit=page.channel.unit
         )
 
-    async def GetSeries(self, request: query_pb2.GetSeriesRequest, context: grpc.aio.ServicerContext) -> query_pb2.Series:
+    async def GetSeries(
+        self, request: query_pb2.GetSeriesRequest, context: grpc.aio.ServicerContext
+    ) -> query_pb2.Series:
         interval = _enum(INTERVALS, request.interval, "interval", common_pb2.Interval)  # type: ignore[arg-type]
         aggregation = _enum(AGGREGATIONS, request.aggregation, "aggregation", common_pb2.Aggregation)  # type: ignore[arg-type]
         result = await asyncio.to_thread(

@@ -39,7 +39,10 @@ def test_zurich_days_and_hours_around_dst(day: tuple[int, int, int], hours: int,
 
 def test_repeated_autumn_hour_is_two_buckets() -> None:
     start = local(ZURICH, 2023, 10, 29)
-    labels = [b.start.astimezone(ZURICH).isoformat() for b in plan_buckets(start, start + timedelta(hours=25), Interval.HOUR, ZURICH, 100)]
+    labels = [
+        b.start.astimezone(ZURICH).isoformat()
+        for b in plan_buckets(start, start + timedelta(hours=25), Interval.HOUR, ZURICH, 100)
+    ]
     assert labels[1:5] == [
         "2023-10-29T01:00:00+02:00",
         "2023-10-29T02:00:00+02:00",
@@ -100,7 +103,14 @@ def test_too_many_buckets_names_end() -> None:
     with pytest.raises(InvalidArgument) as caught:
         plan_buckets(utc(2023, 1, 1), utc(2024, 1, 1), Interval.QUARTER_HOUR, ZURICH, 20_000)
     assert caught.value.field == "end"
-    assert len(plan_buckets(utc(2023, 1, 1), utc(2023, 1, 1) + timedelta(hours=5000), Interval.QUARTER_HOUR, ZURICH, 20_000)) == 20_000
+    assert (
+        len(
+            plan_buckets(
+                utc(2023, 1, 1), utc(2023, 1, 1) + timedelta(hours=5000), Interval.QUARTER_HOUR, ZURICH, 20_000
+            )
+        )
+        == 20_000
+    )
 
 
 @pytest.mark.parametrize("name", ["Mars/Olympus", "", "../etc/passwd", " UTC", "/usr/share/zoneinfo/UTC"])

@@ -1,0 +1,1 @@
+"""REST gateway: the frontend's JSON/CSV API over the gRPC services (no business logic here)."""
