@@ -25,7 +25,7 @@ from meterdata.logs import configure_logging
 from meterdata.settings import Settings, get_settings
 from meterdata.v1 import ingest_pb2, ingest_pb2_grpc
 
-console = Console(stderr=False, highlight=False)
+console = Console(highlight=False, soft_wrap=True)  # soft_wrap: long lines stay whole in logs and pipes
 
 COUNT_FIELDS = ("received", "inserted", "updated", "unchanged", "rejected")
 EXPECTED_RECORDS_PER_FILE = 2688  # the published files: only a hint for the progress bar
