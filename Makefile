@@ -33,6 +33,9 @@ protos: $(STAMP) ## generate Python code, gRPC stubs and .pyi stubs from protos/
 run: setup ## start PostgreSQL (embedded unless DATABASE_URL), all services, ingest both meters; Ctrl-C stops
 	$(PY) -m meterdata run
 
+report: setup ## regenerate docs/eda/ (README.md + figures) from the database, through the services
+	$(PY) -m analytics_service report --out docs/eda
+
 test: setup ## run the test suite against real PostgreSQL and real gRPC servers (TZ=America/New_York)
 	TZ=$(TEST_TZ) $(PY) -m pytest $(PYTEST_ARGS)
 

@@ -86,8 +86,8 @@ def _findings(result: BalanceResult, joined: pd.DataFrame, tz: str, export_hours
     first, last = joined.index[0], joined.index[-1]
     findings = [
         f"Over {result.quarter_hours} common quarter-hours ({local_time(first, tz)} to "
-        f"{local_time(last + pd.Timedelta(minutes=15), tz)} local time) {result.imported_total:.4f} kWh were imported "
-        f"and {result.exported_total:.4f} kWh exported: a net import of {result.net_import_total:.4f} kWh; the export "
+        f"{local_time(last + pd.Timedelta(minutes=15), tz)} local time) {result.imported_total:.5f} kWh were imported "
+        f"and {result.exported_total:.5f} kWh exported: a net import of {result.net_import_total:.5f} kWh; the export "
         f"equals {pct(result.export_to_import_ratio)} of the import.",
         f"Export was non-zero in {pct(result.export_interval_share)} of the quarter-hours; import and export were "
         f"both non-zero in {pct(result.simultaneous_interval_share)}, and export exceeded import in "
