@@ -39,6 +39,7 @@ elif command -v docker-compose >/dev/null 2>&1; then
 else
   echo "docker-compose not found: installing Debian's package"
   if [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null 2>&1; then apt=(sudo apt-get); else apt=(apt-get); fi
+  apt+=(-o DPkg::Lock::Timeout=300)  # wait for another apt-get rather than fail
   "${apt[@]}" update -qq
   DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -qq --no-install-recommends docker-compose >/dev/null
   compose=(docker-compose)
