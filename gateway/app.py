@@ -160,6 +160,6 @@ def create_app(settings: Settings) -> FastAPI:
         allow_headers=["*"],
         expose_headers=["Location", "Content-Disposition", "Retry-After"],
     )
-    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=lambda: app.router.routes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
     return app

@@ -7,11 +7,9 @@ their template (`/api/v1/meters/{muid}/series`), never the raw path, to keep the
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -42,21 +40,17 @@ class Metrics:
         )
 
 
-def route_template(routes: list[BaseRoute], scope: Scope) -> str:
-    for route in routes:
-        match, _ = route.matches(scope)
-        if match is Match.FULL:
-            return str(getattr(route, "path", "unmatched"))
-    return "unmatched"
+def route_template(scope: Scope) -> str:
+    """The template of the route that answered (the router records it in the scope), else `unmatched`."""
+    return str(getattr(scope.get("route"), "path", None) or "unmatched")
 
 
 class MetricsMiddleware:
     """Counts and times every HTTP request, streamed bodies until their last chunk."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, routes: Callable[[], list[BaseRoute]]) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
-        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,7 +63,7 @@ class MetricsMiddleware:
             if state["done"]:
                 return
             state["done"] = True
-            labels = (scope["method"], route_template(self.routes(), scope), str(state["status"]))
+            labels = (scope["method"], route_template(scope), str(state["status"]))
             self.metrics.requests.labels(*labels).inc()
             self.metrics.request_seconds.labels(*labels).observe(time.perf_counter() - started)
 

@@ -105,6 +105,7 @@ def rpc_problem(
             detail = f"{param['name']}: {detail[len(field) + 2 :]}"
     if not params and default_parameter and status in (400, 404):
         params = [{"name": default_parameter, "reason": detail}]
+        detail = f"{default_parameter}: {detail}"
     if status >= 500:
         detail = f"the {backend} service answered {code.name}: {detail}"
     return problem_response(status, detail, instance, params, code=code.name, backend=backend)
