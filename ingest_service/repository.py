@@ -170,6 +170,7 @@ WITH staged AS (
     SELECT r.muid, r.obis, r.ts, r.value, s.value, r.quality, s.quality, r.ingest_run_id, :run
     FROM staged s JOIN readings r USING (muid, obis, ts)
     WHERE (r.value, r.quality, r.measurement) IS DISTINCT FROM (s.value, s.quality, s.measurement)
+    RETURNING muid, obis, ts, old_value, new_value
 ), upserted AS (
     INSERT INTO readings (muid, obis, ts, value, quality, measurement, ingest_run_id)
     SELECT muid, obis, ts, value, quality, measurement, :run FROM staged
@@ -178,7 +179,22 @@ WITH staged AS (
             ingest_run_id = EXCLUDED.ingest_run_id
         WHERE (readings.value, readings.quality, readings.measurement)
               IS DISTINCT FROM (EXCLUDED.value, EXCLUDED.quality, EXCLUDED.measurement)
-    RETURNING muid, obis, ts, (xmax = 0) AS inserted
+    RETURNING muid, obis, ts, value, (xmax = 0) AS inserted
+), fleet AS (
+    -- Fleet totals per tenant and hour move by deltas (new readings, revised values); ordered so that
+    -- concurrent batches lock the rows in the same order and cannot deadlock.
+    INSERT INTO fleet_hourly AS f (tenant, obis, hour, value_sum, reading_count)
+    SELECT m.tenant, d.obis, d.hour, sum(d.delta), sum(d.added)
+    FROM (
+        SELECT muid, obis, date_trunc('hour', ts, 'UTC') AS hour, value AS delta, 1 AS added
+        FROM upserted WHERE inserted
+        UNION ALL
+        SELECT muid, obis, date_trunc('hour', ts, 'UTC'), new_value - old_value, 0 FROM revisions
+    ) d JOIN meters m ON m.muid = d.muid
+    GROUP BY m.tenant, d.obis, d.hour
+    ORDER BY m.tenant, d.obis, d.hour
+    ON CONFLICT (tenant, obis, hour) DO UPDATE
+        SET value_sum = f.value_sum + EXCLUDED.value_sum, reading_count = f.reading_count + EXCLUDED.reading_count
 ), channel_stats AS (
     UPDATE meter_channels c
     SET reading_count = c.reading_count + a.inserted,
@@ -206,6 +222,7 @@ SELECT t.muid, t.obis, t.hour, sum(r.value), min(r.value), max(r.value), count(*
 FROM touched t
 JOIN readings r ON r.muid = t.muid AND r.obis = t.obis AND r.ts >= t.hour AND r.ts < t.hour + interval '1 hour'
 GROUP BY t.muid, t.obis, t.hour
+ORDER BY t.muid, t.obis, t.hour
 ON CONFLICT (muid, obis, hour) DO UPDATE
     SET value_sum = EXCLUDED.value_sum, value_min = EXCLUDED.value_min,
         value_max = EXCLUDED.value_max, reading_count = EXCLUDED.reading_count

@@ -51,8 +51,21 @@ def assert_rollup_exact(engine: Engine) -> int:
                 "FROM readings_hourly ORDER BY 1, 2, 3"
             )
         ).all()
+        fleet_expected = connection.execute(
+            text(
+                "SELECT m.tenant, r.obis, date_trunc('hour', r.ts, 'UTC'), sum(r.value), count(*) "
+                "FROM readings r JOIN meters m USING (muid) GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+            )
+        ).all()
+        fleet_stored = connection.execute(
+            text("SELECT tenant, obis, hour, value_sum, reading_count FROM fleet_hourly ORDER BY 1, 2, 3")
+        ).all()
     assert len(stored) == len(expected)
     for got, want in zip(stored, expected, strict=True):
         assert tuple(got[:3]) == tuple(want[:3])
         assert abs(got[3] - want[3]) < 1e-9 and tuple(got[4:]) == tuple(want[4:])
+    assert len(fleet_stored) == len(fleet_expected)
+    for got, want in zip(fleet_stored, fleet_expected, strict=True):
+        assert (tuple(got[:3]), got[4]) == (tuple(want[:3]), want[4])
+        assert abs(got[3] - want[3]) < 1e-9  # deltas add in another order than a fresh sum: rounding only
     return len(stored)

@@ -81,6 +81,14 @@ def seed_readings(
             ),
             {"muid": muid, "obis": obis},
         )
+        connection.execute(text("DELETE FROM fleet_hourly"))
+        connection.execute(
+            text(
+                "INSERT INTO fleet_hourly (tenant, obis, hour, value_sum, reading_count) "
+                "SELECT m.tenant, r.obis, date_trunc('hour', r.ts, 'UTC'), sum(r.value), count(*) "
+                "FROM readings r JOIN meters m USING (muid) GROUP BY 1, 2, 3"
+            )
+        )
         connection.execute(
             text(
                 "UPDATE meter_channels c SET first_ts = s.first_ts, last_ts = s.last_ts, reading_count = s.n "

@@ -1,7 +1,8 @@
-"""Hourly rollup per meter channel, kept current by the ingest service in the readings' transaction.
+"""Hourly rollups kept current by the ingest service in the readings' transaction.
 
-Series of an hour or longer are served from it, so their cost follows the number of hours asked
-for, not the number of readings stored.
+readings_hourly (per meter channel) serves series of an hour or longer, so their cost follows the
+hours asked for, not the readings stored; fleet_hourly (per tenant and OBIS code) serves totals over
+all meters of a tenant without touching a row per meter.
 
 Revision ID: 0002
 Revises: 0001
@@ -32,9 +33,21 @@ def upgrade() -> None:
         INSERT INTO readings_hourly (muid, obis, hour, value_sum, value_min, value_max, reading_count)
         SELECT muid, obis, date_trunc('hour', ts, 'UTC'), sum(value), min(value), max(value), count(*)
         FROM readings GROUP BY 1, 2, 3;
+
+        CREATE TABLE fleet_hourly (
+            tenant         text NOT NULL,
+            obis           text NOT NULL,
+            hour           timestamptz NOT NULL,
+            value_sum      double precision NOT NULL,
+            reading_count  bigint NOT NULL,
+            PRIMARY KEY (tenant, obis, hour)
+        );
+        INSERT INTO fleet_hourly (tenant, obis, hour, value_sum, reading_count)
+        SELECT m.tenant, r.obis, date_trunc('hour', r.ts, 'UTC'), sum(r.value), count(*)
+        FROM readings r JOIN meters m USING (muid) GROUP BY 1, 2, 3;
         """
     )
 
 
 def downgrade() -> None:
-    op.execute("DROP TABLE readings_hourly")
+    op.execute("DROP TABLE fleet_hourly, readings_hourly")
