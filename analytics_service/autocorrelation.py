@@ -166,6 +166,7 @@ def autocorrelation(
     nlags: int | None = None,
     ljung_box_lags: list[int] | None = None,
     alpha: float = 0.05,
+    decomposition: bool = True,
 ) -> AutocorrelationResult:
     """ACF (statsmodels, FFT) and PACF (statsmodels, Yule-Walker MLE: unlike the "adjusted" default it
     stays within [-1, 1] at long lags, where the default gave 310 on the published export meter)."""
@@ -208,7 +209,7 @@ def autocorrelation(
         ljung = [LjungBox(int(lag), float(row["lb_stat"]), float(row["lb_pvalue"])) for lag, row in table.iterrows()]
 
     seasonal_strength = trend_strength = noise_floor = float("nan")
-    if n >= 2 * steps_per_day + 1:
+    if decomposition and n >= 2 * steps_per_day + 1:
         parts = decompose(values, steps_per_day)
         seasonal_strength, trend_strength = parts.seasonal_strength, parts.trend_strength
         noise_floor = parts.seasonal_strength_noise

@@ -283,7 +283,7 @@ def render(
     values, steps_per_hour, _ = steps(series, interval, tz)
     step = "quarter-hour" if steps_per_hour == 4 else "hour"
     if kind == "acf":
-        result = autocorrelation(values, steps_per_hour=steps_per_hour, nlags=nlags)
+        result = autocorrelation(values, steps_per_hour=steps_per_hour, nlags=nlags, decomposition=False)
         return acf_pacf(result, f"{title}: ACF and PACF of the {step} series", step, width_px, height_px)
     if kind == "decomposition":
         parts = decompose(values, 24 * steps_per_hour)

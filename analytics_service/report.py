@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +28,7 @@ from meterdata.v1 import analytics_pb2 as pb
 from meterdata.v1 import analytics_pb2_grpc, common_pb2, query_pb2, query_pb2_grpc
 
 DEADLINE = 60.0
+PARALLEL_CALLS = 4
 SNAPSHOT_SUMS = PROJECT_ROOT / "ingest_service" / "snapshot" / "SHA256SUMS"
 OBIS_SOURCES = (
     'Leneda, "OBIS code meaning" (https://leneda.eu/en/docs/obis-code-meaning)',
@@ -148,50 +151,69 @@ class Services:
             request.page_token = page.next_page_token
 
 
+def _requests(data: MeterData, tz: str, out_dir: Path, services: Services) -> list[Callable[[], None]]:
+    """Every call the report needs for one channel, as independent tasks that store their answer."""
+    analytics = services.analytics
+    tasks: list[Callable[[], None]] = [
+        lambda: setattr(data, "served_sha256", services.served_sha256(data.muid, data.channel.obis)),
+        lambda: setattr(
+            data,
+            "explanation",
+            analytics.ExplainMeter(pb.ExplainMeterRequest(channel=data.range, time_zone=tz), timeout=DEADLINE),
+        ),
+    ]
+
+    def describe(interval: int) -> None:
+        request = pb.DescribeRequest(channel=data.range, time_zone=tz, top_n=5, interval=interval)
+        data.describe[interval] = analytics.Describe(request, timeout=DEADLINE)
+
+    def profile(kind: int) -> None:
+        request = pb.GetProfileRequest(channel=data.range, kind=kind, time_zone=tz)
+        data.profiles[kind] = analytics.GetProfile(request, timeout=DEADLINE)
+
+    def autocorrelation(interval: int) -> None:
+        nlags = HOURLY_NLAGS if interval == common_pb2.INTERVAL_HOUR else 0
+        request = pb.GetAutocorrelationRequest(channel=data.range, interval=interval, nlags=nlags)
+        data.acf[interval] = analytics.GetAutocorrelation(request, timeout=DEADLINE)
+
+    def figure(kind: int, suffix: str, width: int, height: int, interval: int) -> None:
+        request = pb.RenderPlotRequest(
+            channel=data.range,
+            kind=kind,
+            time_zone=tz,
+            width_px=width,
+            height_px=height,
+            interval=interval,
+            nlags=HOURLY_NLAGS if interval == common_pb2.INTERVAL_HOUR else 0,
+        )
+        name = f"{short(data.muid)}-{suffix}.png"
+        (out_dir / name).write_bytes(analytics.RenderPlot(request, timeout=DEADLINE).png)
+        data.figures[suffix] = name
+
+    intervals = (
+        common_pb2.INTERVAL_QUARTER_HOUR,
+        common_pb2.INTERVAL_HOUR,
+        common_pb2.INTERVAL_DAY,
+        common_pb2.INTERVAL_WEEK,
+    )
+    tasks += [partial(describe, interval) for interval in intervals]
+    tasks += [partial(profile, kind) for kind in pb.ProfileKind.values() if kind != pb.PROFILE_KIND_UNSPECIFIED]
+    tasks += [partial(autocorrelation, interval) for interval in intervals[:2]]
+    tasks += [partial(figure, *spec) for spec in FIGURES]
+    return tasks
+
+
 def collect(services: Services, muids: Sequence[str], tz: str, out_dir: Path) -> list[MeterData]:
+    """All answers for all channels of the given meters. The calls run a few at a time (the services
+    compute while the report waits); each answer lands in its own slot, so the order cannot matter."""
     meters = []
     for muid in muids:
         meter = services.query.GetMeter(query_pb2.GetMeterRequest(muid=muid), timeout=DEADLINE)
-        for channel in meter.channels:
-            data = MeterData(muid, meter, channel)
-            data.served_sha256 = services.served_sha256(muid, channel.obis)
-            for interval in (
-                common_pb2.INTERVAL_QUARTER_HOUR,
-                common_pb2.INTERVAL_HOUR,
-                common_pb2.INTERVAL_DAY,
-                common_pb2.INTERVAL_WEEK,
-            ):
-                request = pb.DescribeRequest(channel=data.range, time_zone=tz, top_n=5, interval=interval)
-                data.describe[interval] = services.analytics.Describe(request, timeout=DEADLINE)
-            for kind in pb.ProfileKind.values():
-                if kind != pb.PROFILE_KIND_UNSPECIFIED:
-                    request = pb.GetProfileRequest(channel=data.range, kind=kind, time_zone=tz)
-                    data.profiles[kind] = services.analytics.GetProfile(request, timeout=DEADLINE)
-            data.acf[common_pb2.INTERVAL_QUARTER_HOUR] = services.analytics.GetAutocorrelation(
-                pb.GetAutocorrelationRequest(channel=data.range, interval=common_pb2.INTERVAL_QUARTER_HOUR),
-                timeout=DEADLINE,
-            )
-            data.acf[common_pb2.INTERVAL_HOUR] = services.analytics.GetAutocorrelation(
-                pb.GetAutocorrelationRequest(channel=data.range, interval=common_pb2.INTERVAL_HOUR, nlags=HOURLY_NLAGS),
-                timeout=DEADLINE,
-            )
-            data.explanation = services.analytics.ExplainMeter(
-                pb.ExplainMeterRequest(channel=data.range, time_zone=tz), timeout=DEADLINE
-            )
-            for kind, suffix, width, height, interval in FIGURES:
-                request = pb.RenderPlotRequest(
-                    channel=data.range,
-                    kind=kind,
-                    time_zone=tz,
-                    width_px=width,
-                    height_px=height,
-                    interval=interval,
-                    nlags=HOURLY_NLAGS if interval == common_pb2.INTERVAL_HOUR else 0,
-                )
-                name = f"{short(muid)}-{suffix}.png"
-                (out_dir / name).write_bytes(services.analytics.RenderPlot(request, timeout=DEADLINE).png)
-                data.figures[suffix] = name
-            meters.append(data)
+        meters += [MeterData(muid, meter, channel) for channel in meter.channels]
+    with ThreadPoolExecutor(max_workers=PARALLEL_CALLS) as pool:
+        futures = [pool.submit(task) for data in meters for task in _requests(data, tz, out_dir, services)]
+        for future in futures:
+            future.result()
     return meters
 
 
