@@ -17,7 +17,14 @@ from sqlalchemy import Engine
 from ingest_service import repository
 from ingest_service.repository import Counts
 from ingest_service.upstream import SourceKind, UpstreamClient, UpstreamError, UpstreamUnavailable, excerpt
-from ingest_service.validation import BatchResult, Rejection, ValidReading, parse_muid, validate_records
+from ingest_service.validation import (
+    BatchResult,
+    Rejection,
+    ValidReading,
+    drop_cross_block_duplicates,
+    parse_muid,
+    validate_records,
+)
 from meterdata.logs import fields
 from meterdata.settings import Settings
 
@@ -63,11 +70,13 @@ class Ingestor:
 
     def write_batch(self, run_id: int, batch: BatchResult, received: int, source: str | None = None) -> Counts:
         """One transaction: readings upserted, rejections stored, the run's counters advanced."""
+        blocks, duplicates = drop_cross_block_duplicates(batch.all_blocks())
+        rejections = batch.rejections + duplicates
         with self.engine.begin() as connection:
-            counts = repository.write_readings(connection, run_id, batch.readings)
-            repository.store_rejections(connection, run_id, batch.rejections)
+            counts = repository.write_blocks(connection, run_id, blocks)
+            repository.store_rejections(connection, run_id, rejections)
             counts.received = received
-            counts.rejected = len(batch.rejections)
+            counts.rejected = len(rejections)
             repository.add_to_run(connection, run_id, counts, source)
         return counts
 

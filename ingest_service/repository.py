@@ -7,7 +7,6 @@ old value of every changed reading in reading_revisions, and advances the channe
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +16,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, RowMapping
 
-from ingest_service.validation import Rejection, ValidReading
+from ingest_service import pgcopy
+from ingest_service.validation import ColumnBlock, Rejection
 
 
 @dataclass
@@ -229,37 +229,29 @@ ON CONFLICT (muid, obis, hour) DO UPDATE
 """
 
 
-def _copy_rows(connection: Connection, readings: Sequence[ValidReading]) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    for r in readings:
-        writer.writerow((r.muid, r.obis, r.ts.isoformat(), repr(r.value), r.quality, r.measurement))
-    buffer.seek(0)
-    cursor: Any = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.copy_expert(
-            "COPY ingest_staging (muid, obis, ts, value, quality, measurement) FROM STDIN (FORMAT csv)", buffer
-        )
-    finally:
-        cursor.close()
-
-
-def write_readings(connection: Connection, run_id: int, readings: Sequence[ValidReading]) -> Counts:
-    """Upsert one batch (keys must be unique within it); returns inserted/updated/unchanged."""
-    if not readings:
+def write_blocks(connection: Connection, run_id: int, blocks: Sequence[ColumnBlock]) -> Counts:
+    """Upsert one batch (keys unique within it) via binary COPY; returns inserted/updated/unchanged."""
+    total = sum(len(block) for block in blocks)
+    if not total:
         return Counts()
     connection.execute(text(_STAGING))
     connection.execute(text("TRUNCATE ingest_staging"))
-    _copy_rows(connection, readings)
+    cursor: Any = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.copy_expert(
+            f"COPY ingest_staging ({pgcopy.COLUMNS}) FROM STDIN (FORMAT binary)",
+            io.BytesIO(pgcopy.encode_blocks(blocks)),
+        )
+    finally:
+        cursor.close()
     # Channels first, in a statement of their own, so that the upsert below sees them.
     connection.execute(
         text(
-            "INSERT INTO meter_channels (muid, obis) SELECT DISTINCT muid, obis FROM ingest_staging "
-            "ON CONFLICT DO NOTHING"
+            "INSERT INTO meter_channels (muid, obis) SELECT DISTINCT muid, obis FROM ingest_staging ON CONFLICT DO NOTHING"
         )
     )
     row = connection.execute(text(_UPSERT), {"run": run_id}).one()
     inserted, updated = int(row.inserted), int(row.updated)
     if inserted or updated:
         connection.execute(text(_ROLLUP), {"run": run_id})
-    return Counts(inserted=inserted, updated=updated, unchanged=len(readings) - inserted - updated)
+    return Counts(inserted=inserted, updated=updated, unchanged=total - inserted - updated)

@@ -11,7 +11,16 @@ from sqlalchemy.engine import RowMapping
 
 from ingest_service import repository
 from ingest_service.ingest import Ingestor, PullPlan, validate_requested_muids
-from ingest_service.validation import PROTO_FIELDS, BatchValidator, RecordError, check_reading, raw_text
+from ingest_service.validation import (
+    PROTO_FIELDS,
+    BatchResult,
+    BatchValidator,
+    RecordError,
+    Rejection,
+    check_columns,
+    check_reading,
+    raw_text,
+)
 from meterdata.db import engine_from_settings, require_current_schema
 from meterdata.errors import InvalidArgument, NotFound
 from meterdata.grpc_server import serve
@@ -19,7 +28,6 @@ from meterdata.paging import decode_page_token, encode_page_token, page_size
 from meterdata.settings import Settings
 from meterdata.timeconv import from_timestamp, to_timestamp
 from meterdata.v1 import ingest_pb2, ingest_pb2_grpc
-from meterdata.v1.common_pb2 import Reading
 
 log = logging.getLogger(__name__)
 
@@ -94,19 +102,22 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             async for message in request_iterator:
                 if register is None:
                     register = message.register_unknown_meters
-                batch = self._validate_stream_batch(message.readings, position)
-                position += len(message.readings)
-                await asyncio.to_thread(self._write_stream_batch, run_id, batch, len(message.readings), known, register)
+                batch, received = self._validate_stream_message(message, position)
+                position += received
+                await asyncio.to_thread(self._write_stream_batch, run_id, batch, received, known, register)
         except BaseException as error:
             await asyncio.to_thread(self.ingestor.finish_run, run_id, [f"stream ended early: {error!r}"])
             raise
         await asyncio.to_thread(self.ingestor.finish_run, run_id, [])
         return await asyncio.to_thread(self._load_run, run_id)
 
-    def _validate_stream_batch(self, readings: list[Reading], offset: int) -> BatchValidator:
+    def _validate_stream_message(
+        self, message: ingest_pb2.WriteReadingsRequest, offset: int
+    ) -> tuple[BatchResult, int]:
+        """(valid readings and blocks with the rejections, number of readings received)."""
         batch = BatchValidator(PROTO_FIELDS.timestamp)
         ceiling = self.settings.value_ceiling_kwh
-        for index, reading in enumerate(readings):
+        for index, reading in enumerate(message.readings):
             position = offset + index
             try:
                 if not reading.HasField("ts"):
@@ -119,34 +130,56 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                 batch.reject(position, reading, error.field, error.reason, reading.muid)
                 continue
             batch.accept(position, reading, [valid])
-        return batch
+        result = batch.result
+        position = offset + len(message.readings)
+        for index, columns in enumerate(message.columns):
+            block, rejections = check_columns(
+                columns.muid, columns.obis, columns.ts_seconds, columns.values, columns.quality,
+                columns.measurement, ceiling, position, f"columns[{index}]",
+            )  # fmt: skip
+            position += len(columns.ts_seconds)
+            result.rejections += rejections
+            if block is not None:
+                result.blocks.append(block)
+        return result, position - offset
 
     def _write_stream_batch(
-        self, run_id: int, batch: BatchValidator, received: int, known: set[str], register: bool
+        self, run_id: int, result: BatchResult, received: int, known: set[str], register: bool
     ) -> None:
         """Readings of meters nobody registered are rejected unless the stream asked to register them."""
-        result = batch.result
-        muids = {r.muid for r in result.readings} - known
-        if muids:
+        muids = {r.muid for r in result.readings} | {b.muid for b in result.blocks}
+        if muids - known:
             if register:
-                self.ingestor.register_meters(muids)
+                self.ingestor.register_meters(muids - known)
                 known |= muids
             else:
-                known |= self.ingestor.known_meters(muids)
-        unknown = {r.muid for r in result.readings} - known
+                known |= self.ingestor.known_meters(muids - known)
+        unknown = muids - known
         if unknown:
-            kept = []
-            for reading in result.readings:
-                if reading.muid in unknown:
-                    raw = raw_text(Reading(muid=reading.muid, obis=reading.obis, ts=to_timestamp(reading.ts),
-                                              value=reading.value, quality=reading.quality,
-                                              measurement=reading.measurement))  # fmt: skip
-                    batch.reject(
-                        -1, raw, "muid", f"unknown meter {reading.muid}; register it or set register_unknown_meters"
+            reason = "unknown meter {}; register it or set register_unknown_meters"
+            for block in [b for b in result.blocks if b.muid in unknown]:
+                result.rejections += [
+                    Rejection(
+                        -1,
+                        raw_text({"muid": block.muid, "obis": block.obis, "ts_seconds": int(t), "value": float(v)}),
+                        "muid",
+                        reason.format(block.muid),
+                        block.muid,
                     )
-                else:
-                    kept.append(reading)
-            result.readings = kept
+                    for t, v in zip(block.ts, block.values, strict=True)
+                ]
+            for reading in [r for r in result.readings if r.muid in unknown]:
+                record = {
+                    "muid": reading.muid,
+                    "obis": reading.obis,
+                    "ts": reading.ts.isoformat(),
+                    "value": reading.value,
+                }
+                result.rejections.append(
+                    Rejection(-1, raw_text(record), "muid", reason.format(reading.muid), reading.muid)
+                )
+            result.readings = [r for r in result.readings if r.muid not in unknown]
+            result.blocks = [b for b in result.blocks if b.muid not in unknown]
         self.ingestor.write_batch(run_id, result, received)
 
     async def GetIngestRun(

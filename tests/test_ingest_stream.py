@@ -163,3 +163,68 @@ def test_sigterm_drains_and_exits_cleanly(database_url: str, tmp_path) -> None: 
     topology.start(["ingest"])
     assert topology.processes["ingest"].stop(timeout=15) == 0
     assert "stopped" in (tmp_path / "ingest.log").read_text()
+
+
+def column_batches(total: int, block: int) -> Iterator[ingest_pb2.WriteReadingsRequest]:
+    per_meter = total // len(STREAM_METERS)
+    first = True
+    for m, muid in enumerate(STREAM_METERS):
+        for begin in range(0, per_meter, block):
+            steps = range(begin, min(begin + block, per_meter))
+            columns = ingest_pb2.ReadingColumns(
+                muid=muid, obis="0100021D00FF", quality="measured", measurement="energy",
+                ts_seconds=[int(START.timestamp()) + 900 * s for s in steps], values=[synthetic_value(m, s) for s in steps],
+            )  # fmt: skip
+            yield ingest_pb2.WriteReadingsRequest(columns=[columns], register_unknown_meters=first)
+            first = False
+
+
+@pytest.mark.heavy
+def test_100k_readings_as_columns_land_exactly_once(stub, clean_db) -> None:  # type: ignore[no-untyped-def]
+    total = 100_000
+    started = time.perf_counter()
+    run = stub.WriteReadings(column_batches(total, 5_000), timeout=300)
+    seconds = time.perf_counter() - started
+    print(f"\nstreamed {total:,} readings as columns in {seconds:.2f} s: {total / seconds:,.0f} rows/s")
+    assert (run.received, run.inserted, run.rejected) == (total, total, 0)
+    per_meter = total // len(STREAM_METERS)
+    expected = {
+        muid: math.fsum(synthetic_value(m, s) for s in range(per_meter)) for m, muid in enumerate(STREAM_METERS)
+    }
+    with clean_db.connect() as connection:
+        stored = dict(connection.execute(text("SELECT muid::text, sum(value) FROM readings GROUP BY muid")).all())
+        first_last = connection.execute(text("SELECT min(ts), max(ts), count(DISTINCT ts) FROM readings")).one()
+    assert stored.keys() == expected.keys()
+    assert all(stored[m] == pytest.approx(expected[m], abs=1e-9) for m in expected)
+    assert first_last == (START, START + timedelta(minutes=15 * (per_meter - 1)), per_meter)
+    assert assert_rollup_exact(clean_db) == total // 4
+
+
+def test_column_rows_are_checked_like_readings(stub, clean_db) -> None:  # type: ignore[no-untyped-def]
+    base = int(START.timestamp())
+    columns = [
+        ingest_pb2.ReadingColumns(
+            muid=STREAM_METERS[1], obis="0100011D00FF", quality="measured", measurement="energy",
+            ts_seconds=[base, base + 900, base + 60, base + 1800, base + 2700, base + 900, base + 3600],
+            values=[0.1, 0.2, 0.3, math.nan, -1.0, 0.4, 1e9],
+        ),
+        ingest_pb2.ReadingColumns(muid=STREAM_METERS[1], obis="0100011D00FF", ts_seconds=[base, base + 4500], values=[0.9, 0.5]),
+        ingest_pb2.ReadingColumns(muid=STREAM_METERS[1], obis="0100011D00FF", ts_seconds=[base], values=[0.1, 0.2]),
+        ingest_pb2.ReadingColumns(muid="nope", obis="0100011D00FF", ts_seconds=[base], values=[0.1]),
+        ingest_pb2.ReadingColumns(muid=STREAM_METERS[1], obis="BAD", ts_seconds=[base], values=[0.1]),
+    ]  # fmt: skip
+    run = stub.WriteReadings(
+        iter([ingest_pb2.WriteReadingsRequest(columns=columns, register_unknown_meters=True)]), timeout=30
+    )
+    # kept: base (0.1), base+900 (0.2), base+4500 (0.5); rejected: 5 in block 0, 1 cross-block duplicate, 1 + 1 + 1
+    assert (run.received, run.inserted, run.rejected) == (7 + 2 + 1 + 1 + 1, 3, 9)
+    with clean_db.connect() as connection:
+        rows = connection.execute(
+            text("SELECT position, field, reason FROM rejected_readings ORDER BY position, id")
+        ).all()
+        values = connection.execute(text("SELECT value FROM readings ORDER BY ts")).scalars().all()
+    assert values == [0.1, 0.2, 0.5]
+    found = {(position, field) for position, field, _ in rows}
+    assert {(2, "columns[0].ts_seconds"), (3, "columns[0].values"), (4, "columns[0].values"),
+            (5, "columns[0].ts_seconds"), (6, "columns[0].values"), (9, "columns[2].values"),
+            (10, "columns[3].muid"), (11, "columns[4].obis"), (-1, "ts")} == found  # fmt: skip
