@@ -123,13 +123,15 @@ def schedule(settings: Settings, every_seconds: float, base_url: str | None, onc
     with sync_channel(settings.ingest_address) as channel:
         stub = ingest_pb2_grpc.IngestServiceStub(channel)
         while True:
+            succeeded = False
             try:
                 run = stub.PullMeters(ingest_pb2.PullMetersRequest(source_url=base_url or "", wait=True), timeout=600)
                 print_run(run)
+                succeeded = run.status == ingest_pb2.INGEST_RUN_STATUS_SUCCEEDED
             except grpc.RpcError as error:
                 console.print(f"[red]pull failed:[/red] {error.code().name}: {error.details()}")  # type: ignore[attr-defined]
             if once:
-                return 0
+                return 0 if succeeded else 1  # a CronJob must see a failed pull as failed
             time.sleep(every_seconds)
 
 

@@ -15,6 +15,8 @@ from meterdata.grpc_server import STATUS_DETAILS_KEY
 
 _SERVICE_CONFIG = json.dumps(
     {
+        # Spread calls over every address a (headless) service name resolves to: one per replica.
+        "loadBalancingConfig": [{"round_robin": {}}],
         "methodConfig": [
             {
                 "name": [{}],
@@ -26,7 +28,7 @@ _SERVICE_CONFIG = json.dumps(
                     "retryableStatusCodes": ["UNAVAILABLE"],
                 },
             }
-        ]
+        ],
     }
 )
 

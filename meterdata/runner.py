@@ -51,6 +51,8 @@ def resolve_database_url(settings: Settings) -> tuple[str, str]:
     """(url, description): the configured server, or the embedded one started under data_dir."""
     if settings.database_url:
         return settings.database_url, "PostgreSQL from DATABASE_URL"
+    if settings.environment == "production":
+        raise RuntimeError("DATABASE_URL must be set when ENVIRONMENT=production (no embedded database there)")
     url = start_embedded_postgres(settings.data_dir)
     return url, f"embedded PostgreSQL (pgserver) in {settings.data_dir / 'pgdata'}"
 

@@ -23,9 +23,11 @@ def test_generated_code_matches_protos() -> None:
     assert common_pb2.Interval.Name(0) == "INTERVAL_UNSPECIFIED"
 
 
-def test_production_refuses_embedded_database() -> None:
-    with pytest.raises(ValueError, match="DATABASE_URL"):
-        Settings(environment="production", database_url=None)
+def test_production_refuses_embedded_database_and_wildcard_cors() -> None:
+    from meterdata.runner import resolve_database_url
+
+    with pytest.raises(RuntimeError, match="DATABASE_URL"):
+        resolve_database_url(Settings(environment="production", database_url=None))
     with pytest.raises(ValueError, match="CORS_ORIGINS"):
         Settings(environment="production", database_url="postgresql://x@y/z", cors_origins=["*"])
 
