@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -12,13 +13,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.backends import BackendError, Backends
 from gateway.deps import Gateway
 from gateway.metrics import Metrics, MetricsMiddleware
 from gateway.problems import PROBLEM_JSON, ProblemError, problem_response, rpc_problem
-from gateway.routes import ingest, meters, ops
+from gateway.routes import analytics, ingest, meters, ops
 from meterdata.logs import fields
 from meterdata.settings import Settings
 
@@ -152,6 +154,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(meters.router)
     app.include_router(ingest.router)
     app.include_router(ops.router)
+    app.include_router(analytics.router)
     _install_error_handlers(app)
     app.add_middleware(
         CORSMiddleware,
@@ -162,4 +165,6 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
+    # The dashboard (static files) at `/`, mounted last so that every API route above takes precedence.
+    app.mount("/", StaticFiles(directory=Path(__file__).parent / "static", html=True), name="dashboard")
     return app
