@@ -8,6 +8,7 @@ service come back as the same domain errors, with field names prefixed by the re
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,10 +27,12 @@ from meterdata.errors import (
     Unavailable,
 )
 from meterdata.grpc_client import field_violations
+from meterdata.obis import is_obis_key
 from meterdata.timeconv import optional_from_timestamp
 from meterdata.v1 import common_pb2, query_pb2, query_pb2_grpc
 
 PAGE_SIZE = 10_000
+OBIS_NOTATION = re.compile(r"\d{1,3}-\d{1,3}:\d{1,3}\.\d{1,3}\.\d{1,3}(\*\d{1,3})?")
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,26 @@ def validate_range(channel: common_pb2.ChannelRange, field: str) -> tuple[dateti
     return start, end
 
 
+def resolve_channel(meter: common_pb2.Meter, obis: str, field: str) -> common_pb2.Channel:
+    """The channel named by its hex code or its notation, or the meter's only channel when none is named."""
+    codes = ", ".join(c.obis for c in meter.channels) or "none"
+    wanted = obis.strip()
+    if not wanted:
+        if len(meter.channels) != 1:
+            raise InvalidArgument(
+                f"{field}.obis", f"meter {meter.muid} has {len(meter.channels)} channels ({codes}); name one"
+            )
+        return meter.channels[0]
+    if not (is_obis_key(wanted) or OBIS_NOTATION.fullmatch(wanted)):
+        raise InvalidArgument(
+            f"{field}.obis", f"not an OBIS code: {wanted!r} (hex like 0100011D00FF or notation like 1-0:1.29.0*255)"
+        )
+    for candidate in meter.channels:
+        if wanted.upper() == candidate.obis or wanted == candidate.obis_notation:
+            return candidate
+    raise NotFound(f"meter {meter.muid} has no channel {wanted}; its channels: {codes}")
+
+
 class SeriesSource:
     """Reads channels from the query service through one long-lived channel."""
 
@@ -103,17 +126,8 @@ class SeriesSource:
         timeout = min(self.deadline_seconds, timeout) if timeout else self.deadline_seconds
         start, end = validate_range(channel, field)
         meter = await self.meter(channel.muid, field, timeout)
-        codes = [c.obis for c in meter.channels]
-        obis = channel.obis.upper()
-        if not obis:
-            if len(codes) != 1:
-                raise InvalidArgument(
-                    f"{field}.obis", f"meter {channel.muid} has {len(codes)} channels ({', '.join(codes)}); name one"
-                )
-            obis = codes[0]
-        if obis not in codes:
-            raise NotFound(f"meter {channel.muid} has no channel {obis}; it has {', '.join(codes) or 'none'}")
-        unit = next(c.unit for c in meter.channels if c.obis == obis) or "kWh"
+        found = resolve_channel(meter, channel.obis, field)
+        obis, unit = found.obis, found.unit or "kWh"
 
         request = query_pb2.ListReadingsRequest(
             muid=channel.muid, obis=obis, order=common_pb2.SORT_ORDER_ASCENDING, page_size=PAGE_SIZE
