@@ -84,7 +84,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]], align: str |
     align = align or "l" + "r" * (len(headers) - 1)
     marks = ["---:" if a == "r" else "---" for a in align]
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(marks) + "|"]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(str(cell).replace("|", "\\|") for cell in row) + " |" for row in rows]
     return [*lines, ""]
 
 
