@@ -49,7 +49,8 @@ export function fmt(value, digits = 4) {
 export function timeChart(el, { xs, series, tz, unit, label }) {
   const few = xs.length <= 400;
   const stamp = dateFormatter(tz);
-  const paths = few ? uPlot.paths.bars({ size: [0.85, 80], align: 1 }) : uPlot.paths.stepped({ align: 1 });
+  const bars = uPlot.paths.bars({ size: [0.85, 80], align: 1 });
+  const steps = uPlot.paths.stepped({ align: 1 });
   const chart = mount(
     el,
     {
@@ -65,15 +66,16 @@ export function timeChart(el, { xs, series, tz, unit, label }) {
         ...series.map((s) => ({
           label: s.label || label,
           stroke: s.color || COLORS.main,
-          fill: few ? (s.fill || "rgba(11,92,173,0.55)") : undefined,
-          width: few ? 1 : 1.5,
-          paths,
+          fill: few && !s.line ? (s.fill || "rgba(11,92,173,0.55)") : undefined,
+          width: few && !s.line ? 1 : 2,
+          paths: few && !s.line ? bars : steps,
           points: { show: false },
           value: (u, v) => (v == null ? "—" : `${fmt(v)} ${unit}`),
         })),
       ],
     },
-    [xs, ...series.map((s) => s.values)],
+    // A step line needs a value at the last bucket's end to draw that bucket: repeat the last value.
+    [xs, ...series.map((s) => (few && !s.line ? s.values : [...s.values.slice(0, -1), s.values.at(-2) ?? null]))],
   );
   resizer.observe(el);
   return chart;

@@ -229,6 +229,7 @@ const PANELS = {
     const { muid, ...range } = channelRange();
     const path = `${API}/meters/${encodeURIComponent(muid)}/profile`;
     const kinds = ["hour_of_day", "day_of_week", "hour_by_weekday"];
+    for (const kind of kinds) $(`#csv-${kind}`).href = apiUrl(path, { ...range, kind, format: "csv" });
     return load(
       "profiles",
       $("#profiles-status"),
@@ -254,19 +255,23 @@ const PANELS = {
 
   acf: () => {
     const { muid, obis, start, end } = channelRange();
-    const interval = dashboard.params.interval === "15min" ? "quarter_hour" : "hour";
+    const interval = dashboard.params.interval === "15min" ? "15min" : "hour";
     const path = `${API}/meters/${encodeURIComponent(muid)}/autocorrelation`;
-    return load("acf", $("#acf-status"), () => getJson(path, { obis, start, end, interval }), (acf) => {
+    const query = { obis, start, end, interval, tz: dashboard.params.tz };
+    $("#acf-csv").href = apiUrl(path, { ...query, format: "csv" });
+    return load("acf", $("#acf-status"), () => getJson(path, query), (acf) => {
       dashboard.acf = acf;
-      const step = acf.interval === "hour" || interval === "hour" ? "hours" : "quarter-hours";
+      const step = acf.interval === "hour" ? "hours" : "quarter-hours";
       const lags = acf.lags.map((l) => l.lag);
       lagChart($("#acf-chart"), { lags, values: acf.lags.map((l) => l.acf), band: acf.confidence_band, label: "ACF", xLabel: `lag (${step})` });
       lagChart($("#pacf-chart"), { lags, values: acf.lags.map((l) => l.pacf), band: acf.confidence_band, label: "PACF", xLabel: `lag (${step})` });
       const significant = (acf.significant_lags || []).join(", ") || "none";
       $("#acf-info").textContent =
-        `${acf.observations} ${step} steps; confidence band ±${fmt(acf.confidence_band, 4)} (alpha ${acf.alpha}). ` +
-        `Significant named lags: ${significant}. Daily seasonal strength ${fmt(acf.seasonal_strength, 2)} ` +
-        `(shuffled: ${fmt(acf.seasonal_strength_noise, 2)}), trend strength ${fmt(acf.trend_strength, 2)}.`;
+        `${acf.observations} ${step}${acf.filled ? ` (${acf.filled} missing steps interpolated)` : ""}; ` +
+        `95 % band ±${fmt(acf.confidence_band, 4)} (alpha ${acf.alpha}). Named lags ${acf.named_lags.join(", ")} ` +
+        `tested against ±${fmt(acf.named_lag_band, 4)}: significant ${significant}; strongest lag ${acf.strongest_lag}. ` +
+        `Daily seasonal strength ${fmt(acf.seasonal_strength, 2)} (shuffled values: ${fmt(acf.seasonal_strength_noise, 2)}), ` +
+        `trend strength ${fmt(acf.trend_strength, 2)}.`;
       table($("#ljung-box"), ["Ljung-Box lag", "statistic", "p-value"],
         (acf.ljung_box || []).map((r) => [String(r.lag), fmt(r.statistic, 1), r.p_value < 1e-4 ? r.p_value.toExponential(2) : fmt(r.p_value, 4)]), [0, 1, 2]);
     });
@@ -278,12 +283,16 @@ const PANELS = {
     const explained = load("explain", $("#explain-status"), () => getJson(`${base}/explain`, range), (ex) => {
       dashboard.explanation = ex;
       $("#explain-headline").textContent = ex.headline;
+      $("#explain-meta").textContent =
+        `Classification: ${ex.classification.replaceAll("_", " ")} · direction by the OBIS code ${ex.obis_notation}: ` +
+        `${ex.obis_direction || "unknown"}, by the shape of the data: ${ex.shape_direction || "undecided"} · ` +
+        `sun at ${ex.site} · ${ex.time_zone}`;
       const list = $("#explain-findings");
       list.textContent = "";
       for (const finding of ex.findings || []) list.append(el("li", {}, finding));
       table($("#explain-evidence"), ["evidence", "value", "rule", "met", "what it supports"],
         (ex.evidence || []).map((e) => [
-          e.name, `${fmt(e.value)} ${e.unit || ""}`, e.rule || "—",
+          e.name.replaceAll("_", " "), `${fmt(e.value)} ${e.unit || ""}`, e.rule || "—",
           e.rule ? el("span", { class: e.met ? "met" : "unmet" }, e.met ? "✓ yes" : "✗ no") : "—",
           el("span", { class: "wrap" }, e.text),
         ]), [1]);
@@ -304,8 +313,9 @@ const PANELS = {
     const { start, end, tz, interval } = dashboard.params;
     const query = {
       import_muid: importMuid, import_obis: importObis, export_muid: exportMuid, export_obis: exportObis,
-      start, end, tz, interval: interval === "15min" ? "hour" : interval,
+      start, end, tz, interval,
     };
+    $("#balance-csv").href = apiUrl(`${API}/balance`, { ...query, format: "csv" });
     return load("balance", $("#balance-status"), () => getJson(`${API}/balance`, query), renderBalance);
   },
 
@@ -320,6 +330,29 @@ const PANELS = {
     }),
 };
 
+/** A figure the API renders (PNG), fetched when its <details> opens; a problem+json answer is shown. */
+async function loadFigure() {
+  const box = $("#figure-box");
+  if (!box.open) return;
+  const { muid, ...range } = channelRange();
+  const kind = $("#figure-kind").value;
+  const url = apiUrl(`${API}/meters/${encodeURIComponent(muid)}/plots/${kind}.png`, { ...range, width: 1200, height: 700 });
+  const img = $("#figure");
+  await load("figure", $("#figure-status"), async () => {
+    const response = await fetch(url);
+    if (!response.ok) {
+      const body = await response.json().catch(() => ({}));
+      throw new ApiError(response.status, body.title || response.statusText, body.detail, body.invalid_params);
+    }
+    return response.blob();
+  }, (blob) => {
+    if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
+    img.src = URL.createObjectURL(blob);
+    img.alt = `${$("#figure-kind").selectedOptions[0].textContent} of meter ${muid}, drawn by the analytics service`;
+    img.hidden = false;
+  });
+}
+
 function renderSummary(s) {
   dashboard.summary = s;
   const cards = $("#summary");
@@ -329,7 +362,9 @@ function renderSummary(s) {
   card(cards, "Largest quarter-hour", `${fmt(s.max)} ${s.unit}`, localTime(s.max_at));
   card(cards, "Baseline (5th percentile)", `${fmt(s.baseline)} ${s.unit}`, `${fmt(100 * s.baseline_energy_share, 1)} % of the energy`);
   card(cards, "Quarter-hours at zero", `${fmt(100 * s.zero_share, 1)} %`);
-  card(cards, "Readings", String(s.readings ?? s.count), s.expected ? `of ${s.expected} expected` : "");
+  card(cards, "Readings", String(s.readings), `of ${s.expected} expected`);
+  const day = (s.peak_days || [])[0];
+  if (day) card(cards, "Largest local day", `${fmt(day.value)} ${s.unit}`, day.start.slice(0, 10));
 }
 
 function renderBalance(b) {
@@ -345,14 +380,13 @@ function renderBalance(b) {
   const chartEl = $("#balance-chart");
   if (buckets.length) {
     const xs = buckets.map((x) => Date.parse(x.start) / 1000);
-    const tail = (values) => [...values, values.at(-1)];
     xs.push(Date.parse(buckets.at(-1).end) / 1000);
     timeChart(chartEl, {
       xs, tz: b.time_zone, unit: b.unit,
       series: [
-        { label: "imported", values: tail(buckets.map((x) => x.imported)), color: COLORS.main, fill: "rgba(11,92,173,0.35)" },
-        { label: "exported", values: tail(buckets.map((x) => x.exported)), color: COLORS.export, fill: "rgba(179,89,0,0.45)" },
-        { label: "net import", values: tail(buckets.map((x) => x.net_import)), color: COLORS.net, fill: "rgba(20,108,46,0.25)" },
+        { label: "net import", values: [...buckets.map((x) => x.net_import), null], color: COLORS.net, fill: "rgba(20,108,46,0.35)" },
+        { label: "imported", values: [...buckets.map((x) => x.imported), null], color: COLORS.main, line: true },
+        { label: "exported", values: [...buckets.map((x) => x.exported), null], color: COLORS.export, line: true },
       ],
     });
   } else destroyChart(chartEl);
@@ -367,7 +401,7 @@ function fillBalanceChoices() {
     const select = $(id);
     select.textContent = "";
     for (const c of channels.filter((x) => x.direction === direction)) {
-      select.append(el("option", { value: `${c.muid}|${c.obis}` }, `${c.muid} · ${c.obis_notation}`));
+      select.append(el("option", { value: `${c.muid}|${c.obis}` }, `${c.obis_notation} · ${c.muid}`));
     }
     select.disabled = !select.options.length;
   }
@@ -385,6 +419,7 @@ function showPanel(name) {
   if (name === "runs" || stale.has(name)) {
     stale.delete(name);
     PANELS[name]?.();
+    if (name === "explain") loadFigure();
   }
 }
 
@@ -461,6 +496,8 @@ async function start() {
     PANELS.balance();
   });
   $("#runs-refresh").addEventListener("click", () => PANELS.runs());
+  $("#figure-box").addEventListener("toggle", loadFigure);
+  $("#figure-kind").addEventListener("change", loadFigure);
   showParams(readForm());
 }
 
