@@ -37,7 +37,7 @@ def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]
 
 
 def test_every_route_is_documented(document: dict[str, Any]) -> None:
-    assert {(method, path) for method, path, _ in operations(document)} == EXPECTED_ROUTES
+    assert {(method, path) for method, path, _ in operations(document)} >= EXPECTED_ROUTES
     assert document["info"]["description"] and document["info"]["version"]
     for _, _, operation in operations(document):
         assert operation["summary"] and operation["description"]
