@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
+import grpc
 import pandas as pd
 
 from analytics_service.sun import Site, sun_times
@@ -766,6 +767,14 @@ def build_report(
 
 def run(settings: Settings, out_dir: Path, *, use_running: bool = False, time_zone: str | None = None) -> int:
     """`python -m analytics_service report`: with the running services, or a topology of its own."""
+    try:
+        return _run(settings, out_dir, use_running=use_running, time_zone=time_zone)
+    except grpc.RpcError as error:
+        print(f"report failed: {error.code().name}: {error.details()}")  # type: ignore[attr-defined]
+        return 1
+
+
+def _run(settings: Settings, out_dir: Path, *, use_running: bool, time_zone: str | None) -> int:
     if use_running:
         path = build_report(
             settings,
