@@ -70,6 +70,7 @@ class MeterInfo:
 
 @dataclass(frozen=True)
 class ReadingsPage:
+    muid: str
     channel: ChannelInfo
     readings: list[repository.ReadingRow]
     next_page_token: str
@@ -220,7 +221,7 @@ class Queries:
             )
         page = rows[:limit]
         next_token = encode_token(query, page[-1].ts.astimezone(UTC).isoformat()) if len(rows) > limit else ""
-        return ReadingsPage(channel, page, next_token)
+        return ReadingsPage(muid, channel, page, next_token)
 
     def series(
         self,

@@ -117,7 +117,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         )
         readings = [
             common_pb2.Reading(
-                muid=request.muid,
+                muid=page.muid,
                 obis=page.channel.obis,
                 ts=to_timestamp(r.ts),
                 value=r.value,
