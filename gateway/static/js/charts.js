@@ -15,6 +15,11 @@ function mount(el, opts, data) {
   return chart;
 }
 
+/** The data arrays a chart draws ([xs, ...series]), for tests and debugging. */
+export function chartData(id) {
+  return charts.get(id)?.data.map((values) => Array.from(values)) ?? null;
+}
+
 export function destroyChart(el) {
   charts.get(el.id)?.destroy();
   charts.delete(el.id);

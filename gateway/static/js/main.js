@@ -4,14 +4,14 @@
 // totals computed from it), so that a test or a curious developer can compare it with the API.
 
 import { ApiError, apiUrl, getJson } from "./api.js";
-import { categoryChart, destroyChart, fmt, heatmapTable, lagChart, timeChart, zoom, COLORS } from "./charts.js";
+import { categoryChart, chartData, destroyChart, fmt, heatmapTable, lagChart, timeChart, zoom, COLORS } from "./charts.js";
 
 const $ = (selector) => document.querySelector(selector);
 const API = "/api/v1";
 const WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 const PARAMS = ["muid", "obis", "start", "end", "interval", "agg", "tz"];
 
-const dashboard = (window.dashboard = { meters: [], params: {}, errors: {}, state: {} });
+const dashboard = (window.dashboard = { meters: [], params: {}, errors: {}, state: {}, chartData });
 const stale = new Set(); // panels to reload when they are next shown
 let generation = 0; // answers to older requests are dropped
 
@@ -215,6 +215,7 @@ function loadSeries() {
       link.setAttribute("aria-disabled", "true");
       $("#totals").textContent = "";
       $("#series-table").textContent = "";
+      $("#series-caption").textContent = "";
       destroyChart($("#series-chart"));
       dashboard.series = null;
       dashboard.totals = null;
