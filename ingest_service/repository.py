@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+import psycopg2.errors
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, RowMapping
 
@@ -158,6 +160,9 @@ _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS ingest_staging (
     muid uuid NOT NULL, obis text NOT NULL, ts timestamptz NOT NULL,
     value double precision NOT NULL, quality text NOT NULL, measurement text NOT NULL
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS ingest_touched (
+    muid uuid NOT NULL, obis text NOT NULL, hour timestamptz NOT NULL
 ) ON COMMIT DELETE ROWS
 """
 
@@ -168,7 +173,11 @@ WITH staged AS (
     INSERT INTO reading_revisions (muid, obis, ts, old_value, new_value, old_quality, new_quality,
                                    old_ingest_run_id, ingest_run_id)
     SELECT r.muid, r.obis, r.ts, r.value, s.value, r.quality, s.quality, r.ingest_run_id, :run
-    FROM staged s JOIN readings r USING (muid, obis, ts)
+    FROM staged s
+    -- one primary-key probe per staged row (OFFSET 0 keeps the planner from hashing the whole table)
+    CROSS JOIN LATERAL (
+        SELECT * FROM readings r WHERE r.muid = s.muid AND r.obis = s.obis AND r.ts = s.ts OFFSET 0
+    ) r
     WHERE (r.value, r.quality, r.measurement) IS DISTINCT FROM (s.value, s.quality, s.measurement)
     RETURNING muid, obis, ts, old_value, new_value
 ), upserted AS (
@@ -195,6 +204,9 @@ WITH staged AS (
     ORDER BY m.tenant, d.obis, d.hour
     ON CONFLICT (tenant, obis, hour) DO UPDATE
         SET value_sum = f.value_sum + EXCLUDED.value_sum, reading_count = f.reading_count + EXCLUDED.reading_count
+), touched AS (
+    INSERT INTO ingest_touched (muid, obis, hour)
+    SELECT DISTINCT muid, obis, date_trunc('hour', ts, 'UTC') FROM upserted
 ), channel_stats AS (
     UPDATE meter_channels c
     SET reading_count = c.reading_count + a.inserted,
@@ -209,18 +221,18 @@ SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT 
 """
 
 
-# Recompute the hours this batch touched from the readings themselves (a statement of its own, so it sees
-# the upsert): exact by construction, and a re-ingest can never count a reading twice.
+# Recompute the hours this batch changed (noted by the upsert in ingest_touched) from the readings
+# themselves, in a statement of its own so it sees the upsert: exact by construction, and a
+# re-ingest can never count a reading twice.
 _ROLLUP = """
-WITH touched AS (
-    SELECT DISTINCT s.muid, s.obis, date_trunc('hour', s.ts, 'UTC') AS hour
-    FROM ingest_staging s JOIN readings r USING (muid, obis, ts)
-    WHERE r.ingest_run_id = :run
-)
 INSERT INTO readings_hourly (muid, obis, hour, value_sum, value_min, value_max, reading_count)
 SELECT t.muid, t.obis, t.hour, sum(r.value), min(r.value), max(r.value), count(*)
-FROM touched t
-JOIN readings r ON r.muid = t.muid AND r.obis = t.obis AND r.ts >= t.hour AND r.ts < t.hour + interval '1 hour'
+FROM ingest_touched t
+-- one primary-key range scan per hour, whatever statistics the planner has (OFFSET 0: not flattened)
+CROSS JOIN LATERAL (
+    SELECT value FROM readings r
+    WHERE r.muid = t.muid AND r.obis = t.obis AND r.ts >= t.hour AND r.ts < t.hour + interval '1 hour' OFFSET 0
+) r
 GROUP BY t.muid, t.obis, t.hour
 ORDER BY t.muid, t.obis, t.hour
 ON CONFLICT (muid, obis, hour) DO UPDATE
@@ -229,29 +241,155 @@ ON CONFLICT (muid, obis, hour) DO UPDATE
 """
 
 
+def _copy(connection: Connection, statement: str, payload: bytes) -> None:
+    cursor: Any = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.copy_expert(statement, io.BytesIO(payload))
+    finally:
+        cursor.close()
+
+
+def _ensure_channels(connection: Connection, blocks: Sequence[ColumnBlock]) -> None:
+    keys = sorted({(b.muid, b.obis) for b in blocks})
+    connection.execute(
+        text(
+            "INSERT INTO meter_channels (muid, obis) "
+            "SELECT * FROM unnest(CAST(:muids AS uuid[]), CAST(:obis AS text[])) ON CONFLICT DO NOTHING"
+        ),
+        {"muids": [k[0] for k in keys], "obis": [k[1] for k in keys]},
+    )
+
+
 def write_blocks(connection: Connection, run_id: int, blocks: Sequence[ColumnBlock]) -> Counts:
-    """Upsert one batch (keys unique within it) via binary COPY; returns inserted/updated/unchanged."""
+    """Store one batch (keys unique within it); returns inserted/updated/unchanged.
+
+    Fast path: new readings are COPYed straight into `readings` and the rollups grow by the batch's
+    own aggregates. When any key already exists the COPY fails on the primary key; its savepoint is
+    rolled back and the batch takes the general path: staging table, upsert with revisions, rollups
+    recomputed for the hours that changed.
+    """
     total = sum(len(block) for block in blocks)
     if not total:
         return Counts()
-    connection.execute(text(_STAGING))
-    connection.execute(text("TRUNCATE ingest_staging"))
-    cursor: Any = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    _ensure_channels(connection, blocks)
+    connection.execute(text("SAVEPOINT append_only"))
     try:
-        cursor.copy_expert(
-            f"COPY ingest_staging ({pgcopy.COLUMNS}) FROM STDIN (FORMAT binary)",
-            io.BytesIO(pgcopy.encode_blocks(blocks)),
+        _copy(
+            connection,
+            f"COPY readings ({pgcopy.COLUMNS_WITH_RUN}) FROM STDIN (FORMAT binary)",
+            pgcopy.encode_blocks(blocks, run_id),
         )
-    finally:
-        cursor.close()
-    # Channels first, in a statement of their own, so that the upsert below sees them.
-    connection.execute(
-        text(
-            "INSERT INTO meter_channels (muid, obis) SELECT DISTINCT muid, obis FROM ingest_staging ON CONFLICT DO NOTHING"
-        )
+    except psycopg2.errors.UniqueViolation:
+        connection.execute(text("ROLLBACK TO SAVEPOINT append_only"))
+    else:
+        connection.execute(text("RELEASE SAVEPOINT append_only"))
+        _add_to_rollups(connection, blocks)
+        return Counts(inserted=total)
+    return _upsert_blocks(connection, run_id, blocks, total)
+
+
+def _upsert_blocks(connection: Connection, run_id: int, blocks: Sequence[ColumnBlock], total: int) -> Counts:
+    connection.execute(text(_STAGING))
+    connection.execute(text("TRUNCATE ingest_staging, ingest_touched"))
+    _copy(
+        connection, f"COPY ingest_staging ({pgcopy.COLUMNS}) FROM STDIN (FORMAT binary)", pgcopy.encode_blocks(blocks)
     )
+    # Statistics of this batch, so the planner looks its keys up by index instead of hashing the table.
+    connection.execute(text("ANALYZE ingest_staging"))
     row = connection.execute(text(_UPSERT), {"run": run_id}).one()
     inserted, updated = int(row.inserted), int(row.updated)
     if inserted or updated:
-        connection.execute(text(_ROLLUP), {"run": run_id})
+        connection.execute(text(_ROLLUP))
     return Counts(inserted=inserted, updated=updated, unchanged=total - inserted - updated)
+
+
+@dataclass
+class _HourGroups:
+    hours: np.ndarray
+    sums: np.ndarray
+    counts: np.ndarray
+    mins: np.ndarray
+    maxs: np.ndarray
+
+
+def _by_hour(ts: np.ndarray, values: np.ndarray) -> _HourGroups:
+    hours, index = np.unique(ts - ts % 3600, return_inverse=True)
+    mins = np.full(len(hours), np.inf)
+    maxs = np.full(len(hours), -np.inf)
+    np.minimum.at(mins, index, values)
+    np.maximum.at(maxs, index, values)
+    return _HourGroups(hours, np.bincount(index, values, len(hours)), np.bincount(index, None, len(hours)), mins, maxs)
+
+
+def _add_to_rollups(connection: Connection, blocks: Sequence[ColumnBlock]) -> None:
+    """Only new readings were written: every rollup grows by this batch's own aggregates."""
+    tenants = dict(
+        connection.execute(
+            text("SELECT muid::text, tenant FROM meters WHERE muid = ANY(CAST(:m AS uuid[]))"),
+            {"m": sorted({b.muid for b in blocks})},
+        ).all()
+    )
+    channels: dict[tuple[str, str], list[ColumnBlock]] = {}
+    for block in blocks:
+        channels.setdefault((block.muid, block.obis), []).append(block)
+    hourly: dict[str, list[Any]] = {k: [] for k in ("muid", "obis", "hour", "sum", "min", "max", "count")}
+    stats: dict[str, list[Any]] = {k: [] for k in ("muid", "obis", "count", "first", "last")}
+    fleet_parts: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}
+    for (muid, obis), parts in sorted(channels.items()):
+        ts = np.concatenate([b.ts for b in parts])
+        values = np.concatenate([b.values for b in parts])
+        groups = _by_hour(ts, values)
+        n = len(groups.hours)
+        for key, column in (("muid", [muid] * n), ("obis", [obis] * n), ("hour", groups.hours.tolist()), ("sum", groups.sums.tolist()),
+                            ("min", groups.mins.tolist()), ("max", groups.maxs.tolist()), ("count", groups.counts.tolist())):  # fmt: skip
+            hourly[key] += column
+        for key, value in (
+            ("muid", muid),
+            ("obis", obis),
+            ("count", len(ts)),
+            ("first", int(ts.min())),
+            ("last", int(ts.max())),
+        ):
+            stats[key].append(value)
+        fleet_parts.setdefault((tenants[muid], obis), []).append((ts, values))
+    fleet: dict[str, list[Any]] = {k: [] for k in ("tenant", "obis", "hour", "sum", "count")}
+    for (tenant, obis), parts in sorted(fleet_parts.items()):
+        groups = _by_hour(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+        n = len(groups.hours)
+        for key, column in (("tenant", [tenant] * n), ("obis", [obis] * n), ("hour", groups.hours.tolist()),
+                            ("sum", groups.sums.tolist()), ("count", groups.counts.tolist())):  # fmt: skip
+            fleet[key] += column
+    connection.execute(text(_ADD_HOURLY), hourly)
+    connection.execute(text(_ADD_FLEET), fleet)
+    connection.execute(text(_ADD_CHANNEL_STATS), stats)
+
+
+_ADD_HOURLY = """
+INSERT INTO readings_hourly AS h (muid, obis, hour, value_sum, value_min, value_max, reading_count)
+SELECT b.muid, b.obis, to_timestamp(b.hour), b.s, b.lo, b.hi, b.n
+FROM unnest(CAST(:muid AS uuid[]), CAST(:obis AS text[]), CAST(:hour AS bigint[]), CAST(:sum AS float8[]),
+            CAST(:min AS float8[]), CAST(:max AS float8[]), CAST(:count AS integer[])) AS b(muid, obis, hour, s, lo, hi, n)
+ORDER BY 1, 2, 3
+ON CONFLICT (muid, obis, hour) DO UPDATE
+    SET value_sum = h.value_sum + EXCLUDED.value_sum, value_min = LEAST(h.value_min, EXCLUDED.value_min),
+        value_max = GREATEST(h.value_max, EXCLUDED.value_max), reading_count = h.reading_count + EXCLUDED.reading_count
+"""
+
+_ADD_FLEET = """
+INSERT INTO fleet_hourly AS f (tenant, obis, hour, value_sum, reading_count)
+SELECT b.tenant, b.obis, to_timestamp(b.hour), b.s, b.n
+FROM unnest(CAST(:tenant AS text[]), CAST(:obis AS text[]), CAST(:hour AS bigint[]), CAST(:sum AS float8[]),
+            CAST(:count AS bigint[])) AS b(tenant, obis, hour, s, n)
+ORDER BY 1, 2, 3
+ON CONFLICT (tenant, obis, hour) DO UPDATE
+    SET value_sum = f.value_sum + EXCLUDED.value_sum, reading_count = f.reading_count + EXCLUDED.reading_count
+"""
+
+_ADD_CHANNEL_STATS = """
+UPDATE meter_channels c
+SET reading_count = c.reading_count + b.n,
+    first_ts = LEAST(c.first_ts, to_timestamp(b.first)), last_ts = GREATEST(c.last_ts, to_timestamp(b.last))
+FROM unnest(CAST(:muid AS uuid[]), CAST(:obis AS text[]), CAST(:count AS bigint[]), CAST(:first AS bigint[]),
+            CAST(:last AS bigint[])) AS b(muid, obis, n, first, last)
+WHERE c.muid = b.muid AND c.obis = b.obis
+"""

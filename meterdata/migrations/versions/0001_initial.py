@@ -56,9 +56,11 @@ def upgrade() -> None:
             value          double precision NOT NULL CHECK (value >= 0 AND value <> 'NaN'::float8),
             quality        text NOT NULL DEFAULT '',
             measurement    text NOT NULL DEFAULT '',
-            ingest_run_id  bigint NOT NULL REFERENCES ingest_runs (id),
-            PRIMARY KEY (muid, obis, ts),
-            FOREIGN KEY (muid, obis) REFERENCES meter_channels (muid, obis)
+            ingest_run_id  bigint NOT NULL,
+            PRIMARY KEY (muid, obis, ts)
+            -- No foreign keys on this, the largest and hottest table: their per-row triggers cost
+            -- as much as the COPY itself. The ingest service, its only writer, creates the run and
+            -- the channel (which references meters) in the same transaction before any reading.
         );
 
         -- A changed value is a revision: the old one is kept here, never overwritten silently.

@@ -27,8 +27,7 @@ def upgrade() -> None:
             value_min      double precision NOT NULL,
             value_max      double precision NOT NULL,
             reading_count  integer NOT NULL,
-            PRIMARY KEY (muid, obis, hour),
-            FOREIGN KEY (muid, obis) REFERENCES meter_channels (muid, obis)
+            PRIMARY KEY (muid, obis, hour)  -- like readings: no per-row foreign-key triggers
         );
         INSERT INTO readings_hourly (muid, obis, hour, value_sum, value_min, value_max, reading_count)
         SELECT muid, obis, date_trunc('hour', ts, 'UTC'), sum(value), min(value), max(value), count(*)
