@@ -218,6 +218,21 @@ def test_february_daily_series_equals_the_api_and_the_raw_json(wide: Page, api: 
     assert xs[-1] == epoch(date(2023, 3, 1))
     assert values[:-1] == [b["value"] for b in answer["buckets"]] and values[-1] is None
 
+    # zoom and pan change the visible range within the data; reset shows it all again
+    full = wide.evaluate("window.dashboard.chartScale('series-chart')")
+    assert (full["min"], full["max"]) == (xs[0], xs[-1])
+    wide.click("[data-zoom=in]")
+    zoomed = wide.evaluate("window.dashboard.chartScale('series-chart')")
+    assert zoomed["max"] - zoomed["min"] == pytest.approx((full["max"] - full["min"]) / 2)
+    wide.focus("#series-chart")
+    wide.keyboard.press("ArrowLeft")
+    panned = wide.evaluate("window.dashboard.chartScale('series-chart')")
+    assert panned["min"] < zoomed["min"] and panned["max"] - panned["min"] == pytest.approx(
+        zoomed["max"] - zoomed["min"]
+    )
+    wide.keyboard.press("0")
+    assert wide.evaluate("window.dashboard.chartScale('series-chart')") == full
+
     # the data table and the cards show them, rounded for reading
     cells = wide.eval_on_selector_all(
         "#series-table tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))"

@@ -20,6 +20,12 @@ export function chartData(id) {
   return charts.get(id)?.data.map((values) => Array.from(values)) ?? null;
 }
 
+/** The visible x range of a chart ({min, max}), which zoom and pan change. */
+export function chartScale(id) {
+  const chart = charts.get(id);
+  return chart ? { min: chart.scales.x.min, max: chart.scales.x.max } : null;
+}
+
 export function destroyChart(el) {
   charts.get(el.id)?.destroy();
   charts.delete(el.id);

@@ -4,14 +4,14 @@
 // totals computed from it), so that a test or a curious developer can compare it with the API.
 
 import { ApiError, apiUrl, getJson } from "./api.js";
-import { categoryChart, chartData, destroyChart, fmt, heatmapTable, lagChart, timeChart, zoom, COLORS } from "./charts.js";
+import { categoryChart, chartData, chartScale, destroyChart, fmt, heatmapTable, lagChart, timeChart, zoom, COLORS } from "./charts.js";
 
 const $ = (selector) => document.querySelector(selector);
 const API = "/api/v1";
 const WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 const PARAMS = ["muid", "obis", "start", "end", "interval", "agg", "tz"];
 
-const dashboard = (window.dashboard = { meters: [], params: {}, errors: {}, state: {}, chartData });
+const dashboard = (window.dashboard = { meters: [], params: {}, errors: {}, state: {}, chartData, chartScale });
 const stale = new Set(); // panels to reload when they are next shown
 let generation = 0; // answers to older requests are dropped
 
