@@ -246,6 +246,8 @@ class Queries:
                 start = bucket_around(channel.first_ts, interval, zone).start
             if end is None and channel.last_ts is not None:
                 end = bucket_around(channel.last_ts, interval, zone).end
+                if start is not None and end < start:  # a given start after the data: an empty range there
+                    end = start
             plan: list[Bucket] = []
             rows: list[repository.AggregateRow] = []
             if start is not None and end is not None and start < end:

@@ -18,7 +18,7 @@ from meterdata.v1 import ingest_pb2
 
 router = APIRouter(prefix="/api/v1/ingest", tags=["ingest"])
 
-RunsLimit = Annotated[int | None, Query(description="Runs per page: default 50, at most 500.", examples=[20])]
+RunsLimit = Annotated[int | None, Query(description="Runs per page: default 50, at most 500.", examples=[20], ge=1)]
 RunId = Annotated[int, Path(description="The run's id, from the answer of `POST /api/v1/ingest/runs`.", examples=[1])]
 
 

@@ -23,7 +23,7 @@ CSV_PAGE_SIZE = 10_000  # backend page size while streaming a CSV body
 
 MetersLimit = Annotated[
     int | None,
-    Query(description="Meters per page: default 100, at most 1000.", examples=[100]),
+    Query(description="Meters per page: default 100, at most 1000.", examples=[100], ge=1),
 ]
 ReadingsLimit = Annotated[
     int | None,
@@ -31,6 +31,7 @@ ReadingsLimit = Annotated[
         description="Readings per page: default 1000, at most 10,000 (the server's `MAX_PAGE_SIZE`). "
         "Ignored with `format=csv`, which streams the whole range.",
         examples=[96],
+        ge=1,
     ),
 ]
 Order = Annotated[

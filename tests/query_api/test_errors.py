@@ -40,6 +40,7 @@ CASES = [
     (READINGS, {"start": "2023-02-10", "end": "2023-02-01"}, 400, "end"),
     (READINGS, {"limit": 10_001}, 400, "limit"),
     (READINGS, {"limit": -1}, 400, "limit"),
+    (READINGS, {"limit": 0}, 400, "limit"),
     (READINGS, {"limit": "many"}, 400, "limit"),
     (READINGS, {"order": "sideways"}, 400, "order"),
     (READINGS, {"page_token": "garbage!"}, 400, "page_token"),

@@ -127,3 +127,8 @@ def test_naive_and_offset_times_mean_the_same_instant(stack: Stack) -> None:
         assert (bucket["start"], bucket["end"]) == ("2023-06-01T08:00:00+02:00", "2023-06-01T10:00:00+02:00")
         assert bucket["count"] == bucket["expected"] == 8  # a clipped day: only the 8 quarter-hours asked for
         assert close(bucket["value"], expected)
+
+
+def test_start_after_the_data_is_an_empty_series(stack: Stack) -> None:
+    body = stack.json(series_path(DST_MUID), interval="day", tz="UTC", start="2024-01-01")
+    assert body["buckets"] == [] and body["start"] == body["end"] == "2024-01-01T00:00:00+00:00"
