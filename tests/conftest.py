@@ -17,7 +17,9 @@ from meterdata.db import make_engine, migrate, sqlalchemy_url, start_embedded_po
 
 SHARED_DATA = Path(__file__).resolve().parent.parent / "ingest_service" / "snapshot"
 
-ALL_TABLES = "fleet_hourly, readings_hourly, rejected_readings, reading_revisions, readings, meter_channels, ingest_runs, meters"
+ALL_TABLES = (
+    "fleet_hourly, readings_hourly, rejected_readings, reading_revisions, readings, meter_channels, ingest_runs, meters"
+)
 
 
 @pytest.fixture(scope="session")
