@@ -51,3 +51,6 @@ clean: ## remove the virtualenv, generated code, embedded database and caches
 	rm -rf $(VENV) .data .pytest_cache .ruff_cache test-artifacts
 	rm -f meterdata/v1/*_pb2.py meterdata/v1/*_pb2.pyi meterdata/v1/*_pb2_grpc.py $(GENERATED)
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+bench: setup ## benchmarks against same-run references (about 15 min); writes docs/BENCHMARKS.md and docs/benchmarks.json
+	$(PY) -m meterdata.bench --size $(or $(BENCH_SIZE),full)
