@@ -66,10 +66,12 @@ def print_run(run: ingest_pb2.IngestRun) -> None:
 
 
 def pull_through_service(settings: Settings, address: str, base_url: str | None = None) -> ingest_pb2.IngestRun:
-    """Ask the running ingest service to pull the configured meters; the mirror lives as long as needed."""
+    """Ask the running ingest service to pull from `base_url` (default: the source `choose_source` picks)."""
     stack = ExitStack()
-    source, sentence = choose_source(settings, base_url, stack)
-    console.print(sentence)
+    if base_url is None:
+        base_url, sentence = choose_source(settings, None, stack)
+        console.print(sentence)
+    source = base_url
     with stack, sync_channel(address) as channel:
         started = time.perf_counter()
         run = ingest_pb2_grpc.IngestServiceStub(channel).PullMeters(

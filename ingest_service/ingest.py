@@ -84,14 +84,20 @@ class Ingestor:
     def pull(self, run_id: int, plan: PullPlan, progress: Progress | None = None) -> list[str]:
         """Pull every meter of the plan into run `run_id`; returns the per-meter errors (empty: success)."""
         errors: list[str] = []
-        with UpstreamClient(self.settings, plan.base_url, plan.kind) as client:
-            for muid in plan.muids:
-                try:
-                    self._pull_meter(run_id, client, muid, plan.full, progress)
-                except UpstreamError as error:
-                    log.warning("pull failed", extra=fields(run=run_id, muid=muid, error=str(error)))
-                    errors.append(f"meter {muid}: {error}")
-                    self._keep_unusable_body(run_id, muid, error)
+        try:
+            with UpstreamClient(self.settings, plan.base_url, plan.kind) as client:
+                for muid in plan.muids:
+                    try:
+                        self._pull_meter(run_id, client, muid, plan.full, progress)
+                    except UpstreamError as error:
+                        log.warning("pull failed", extra=fields(run=run_id, muid=muid, error=str(error)))
+                        errors.append(f"meter {muid}: {error}")
+                        self._keep_unusable_body(run_id, muid, error)
+        except BaseException as error:
+            # Whatever stops a pull (a database outage, a bug, shutdown), its run must not stay "running".
+            log.exception("pull aborted", extra=fields(run=run_id))
+            self.finish_run(run_id, [*errors, f"pull aborted: {type(error).__name__}: {error}"])
+            raise
         self.finish_run(run_id, errors)
         return errors
 

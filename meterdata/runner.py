@@ -196,16 +196,23 @@ def prepare_database(settings: Settings) -> str:
 
 def run(settings: Settings) -> int:
     """`make run`: database, migrations, services, an ingest of the published meters, then wait for Ctrl-C."""
-    from ingest_service.cli import pull_through_service  # the ingest service owns pulling
+    from contextlib import ExitStack
+
+    from ingest_service.cli import choose_source, console, pull_through_service  # the ingest service owns pulling
 
     database_url = prepare_database(settings)
+    # Pick the upstream once, before the services start, and give it to them: later pulls (the API's
+    # POST /api/v1/ingest/runs, the dashboard) then use the same source, the local mirror when offline.
+    mirror_stack = ExitStack()
+    source, sentence = choose_source(settings, None, mirror_stack)
+    console.print(sentence)
     ports = {
         "ingest": settings.ingest_port,
         "query": settings.query_port,
         "analytics": settings.analytics_port,
         "gateway": settings.gateway_port,
     }
-    topology = Topology(database_url, settings.data_dir / "logs", ports)
+    topology = Topology(database_url, settings.data_dir / "logs", ports, {"UPSTREAM_BASE_URL": source})
     stopping = False
 
     def request_stop(signum: int, frame: object) -> None:
@@ -216,7 +223,7 @@ def run(settings: Settings) -> int:
     try:
         print("services: starting " + ", ".join(f"{n} on :{p}" for n, p in ports.items()))
         topology.start()
-        pull_through_service(settings, topology.address("ingest"))
+        pull_through_service(settings, topology.address("ingest"), source)
         print()
         print(f"gateway:  {topology.gateway_url}/            (dashboard)")
         print(f"API docs: {topology.gateway_url}/docs")
@@ -234,4 +241,5 @@ def run(settings: Settings) -> int:
     finally:
         print("\nstopping services ...")
         topology.stop()
+        mirror_stack.close()
     return 0

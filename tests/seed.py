@@ -6,12 +6,17 @@ the ingest path itself. Values are computed by the callers from the raw JSON or 
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy import Engine, text
+
+from ingest_service import pgcopy
+from ingest_service.validation import ColumnBlock
 
 PUBLISHED_DIR = Path(__file__).resolve().parent.parent / "ingest_service" / "snapshot"
 SHARED_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "exnaton"
@@ -63,13 +68,17 @@ def seed_readings(
             text("DELETE FROM readings WHERE muid = :muid AND obis = :obis"), {"muid": muid, "obis": obis}
         )
         if rows:
-            connection.execute(
-                text(
-                    "INSERT INTO readings (muid, obis, ts, value, quality, measurement, ingest_run_id) "
-                    "VALUES (:muid, :obis, :ts, :value, 'measured', 'energy', :run)"
-                ),
-                [dict(row, run=run_id) for row in rows],
+            block = ColumnBlock(
+                muid, obis, "measured", "energy",
+                np.array([int(r["ts"].timestamp()) for r in rows], dtype=np.int64),
+                np.array([r["value"] for r in rows], dtype=np.float64),
+            )  # fmt: skip
+            cursor = connection.connection.dbapi_connection.cursor()
+            cursor.copy_expert(
+                f"COPY readings ({pgcopy.COLUMNS_WITH_RUN}) FROM STDIN (FORMAT binary)",
+                io.BytesIO(pgcopy.encode_blocks([block], run_id)),
             )
+            cursor.close()
         connection.execute(
             text("DELETE FROM readings_hourly WHERE muid = :muid AND obis = :obis"), {"muid": muid, "obis": obis}
         )
