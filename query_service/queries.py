@@ -253,12 +253,82 @@ class Queries:
             if start is not None and end is not None and start < end:
                 plan = plan_buckets(start, end, interval, zone, self.settings.max_series_buckets)
                 bounds = [b.start for b in plan] + [end]
-                rows = repository.series_aggregates(connection, muid=muid, obis=channel.obis, bounds=bounds)
-        found = {row.index: row for row in rows}
-        buckets = []
-        for number, bucket in enumerate(plan, start=1):
-            row = found.get(number)
-            value = None if row is None else float(row.count) if aggregation == "count" else getattr(row, aggregation)
-            buckets.append(SeriesBucket(bucket.start, bucket.end, value, row.count if row else 0, bucket.expected))
+                # An hour or longer cut at whole UTC hours is served from the hourly rollup: its cost
+                # follows the hours asked for, not the readings stored.
+                hourly = interval != Interval.QUARTER_HOUR and all(whole_hour(b) for b in bounds)
+                rows = repository.series_aggregates(
+                    connection, muid=muid, obis=channel.obis, bounds=bounds, hourly=hourly
+                )
         unit = COUNT_UNIT if aggregation == "count" else channel.unit
-        return SeriesResult(muid, channel, unit, interval, aggregation, zone_name, start, end, buckets)
+        return SeriesResult(
+            muid, channel, unit, interval, aggregation, zone_name, start, end, _fill(plan, rows, aggregation)
+        )
+
+    def fleet_series(
+        self,
+        *,
+        tenant: str,
+        obis: str,
+        start: datetime | None,
+        end: datetime | None,
+        interval: Interval,
+        aggregation: Aggregation,
+        time_zone: str,
+    ) -> SeriesResult:
+        """One channel summed over all meters of `tenant`, from the fleet rollup."""
+        if not obis.strip():
+            raise InvalidArgument("obis", "is required for a fleet series")
+        obis = normalize_obis(obis)
+        code = lookup(obis)
+        if code is None:
+            raise InvalidArgument("obis", f"unknown OBIS code {obis!r}")
+        if interval == Interval.QUARTER_HOUR:
+            raise InvalidArgument("interval", "a fleet series is kept per hour: use hour, day, week or month")
+        if aggregation in ("min", "max"):
+            raise InvalidArgument("aggregation", "a fleet series offers sum, mean and count (extremes are not kept)")
+        zone_name = time_zone or self.settings.default_time_zone
+        zone = parse_zone(zone_name)
+        check_range(start, end)
+        for name, bound in (("start", start), ("end", end)):
+            if bound is not None and not whole_hour(bound):
+                raise InvalidArgument(name, "a fleet series starts and ends on whole hours")
+        with session_scope(self.engine) as connection:
+            first, last = repository.fleet_range(connection, tenant=tenant, obis=code.code)
+            if start is None and first is not None:
+                start = bucket_around(first, interval, zone).start
+            if end is None and last is not None:
+                end = max(bucket_around(last, interval, zone).end, start or last)
+            plan: list[Bucket] = []
+            rows: list[repository.AggregateRow] = []
+            if start is not None and end is not None and start < end:
+                plan = plan_buckets(start, end, interval, zone, self.settings.max_series_buckets)
+                bounds = [b.start for b in plan] + [end]
+                if not all(whole_hour(b) for b in bounds):
+                    raise InvalidArgument(
+                        "time_zone",
+                        f"{zone_name} cuts buckets inside UTC hours; a fleet series needs whole-hour offsets",
+                    )
+                rows = repository.fleet_aggregates(connection, tenant=tenant, obis=code.code, bounds=bounds)
+        channel = ChannelInfo(
+            code.code, code.notation, code.name, code.direction, code.unit, first, last, sum(r.count for r in rows)
+        )
+        unit = COUNT_UNIT if aggregation == "count" else code.unit
+        return SeriesResult(
+            "", channel, unit, interval, aggregation, zone_name, start, end, _fill(plan, rows, aggregation)
+        )
+
+
+def whole_hour(instant: datetime) -> bool:
+    utc = instant.astimezone(UTC)
+    return utc.minute == 0 and utc.second == 0 and utc.microsecond == 0
+
+
+def _fill(plan: list[Bucket], rows: list[repository.AggregateRow], aggregation: Aggregation) -> list[SeriesBucket]:
+    """Every planned bucket, empty ones included (count 0, value None)."""
+    found = {row.index: row for row in rows}
+    buckets = []
+    for number, bucket in enumerate(plan, start=1):
+        row = found.get(number)
+        value = None if row is None else float(row.count) if aggregation == "count" else getattr(row, aggregation)
+        buckets.append(SeriesBucket(bucket.start, bucket.end, value, row.count if row else 0, bucket.expected))
+    return buckets

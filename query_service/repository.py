@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
@@ -48,8 +49,8 @@ class AggregateRow:
     count: int
     sum: float
     mean: float
-    min: float
-    max: float
+    min: float | None  # None from the fleet rollup, which keeps no extremes
+    max: float | None
 
 
 _METERS = text(
@@ -100,6 +101,36 @@ _SERIES = text(
 )
 
 
+# The same aggregates from the hourly rollup the ingest service keeps exact: one row per hour instead
+# of four readings, for buckets that are whole UTC hours (every zone with whole-hour offsets).
+_SERIES_HOURLY = text(
+    """
+    SELECT width_bucket(hour, CAST(:bounds AS timestamptz[])) AS i,
+           sum(reading_count) AS n, sum(value_sum::numeric) AS sum, sum(value_sum::numeric) / sum(reading_count) AS mean,
+           min(value_min)::numeric AS min, max(value_max)::numeric AS max
+    FROM readings_hourly
+    WHERE muid = CAST(:muid AS uuid) AND obis = :obis AND hour >= :start AND hour < :end
+    GROUP BY 1
+    ORDER BY 1
+    """
+)
+
+# Fleet totals per tenant: min/max are not kept there (they are not additive), so they are NULL.
+_FLEET_SERIES = text(
+    """
+    SELECT width_bucket(hour, CAST(:bounds AS timestamptz[])) AS i,
+           sum(reading_count) AS n, sum(value_sum::numeric) AS sum, sum(value_sum::numeric) / sum(reading_count) AS mean,
+           NULL::numeric AS min, NULL::numeric AS max
+    FROM fleet_hourly
+    WHERE tenant = :tenant AND obis = :obis AND hour >= :start AND hour < :end
+    GROUP BY 1
+    ORDER BY 1
+    """
+)
+
+_FLEET_RANGE = text("SELECT min(hour), max(hour) FROM fleet_hourly WHERE tenant = :tenant AND obis = :obis")
+
+
 def _meters_from_rows(rows: list) -> list[MeterRow]:  # type: ignore[type-arg]
     meters: dict[str, MeterRow] = {}
     for row in rows:
@@ -137,10 +168,31 @@ def list_readings(
     return [ReadingRow(r.ts, r.value, r.quality, r.measurement) for r in connection.execute(statement, params)]
 
 
-def series_aggregates(connection: Connection, *, muid: str, obis: str, bounds: list[datetime]) -> list[AggregateRow]:
-    """Aggregates of the non-empty buckets `[bounds[i-1], bounds[i])`, by 1-based bucket number."""
-    params = {"muid": muid, "obis": obis, "bounds": bounds, "start": bounds[0], "end": bounds[-1]}
+def _aggregates(connection: Connection, statement: Any, params: dict[str, Any]) -> list[AggregateRow]:
     return [
-        AggregateRow(int(r.i), int(r.n), float(r.sum), float(r.mean), float(r.min), float(r.max))
-        for r in connection.execute(_SERIES, params)
+        AggregateRow(int(r.i), int(r.n), float(r.sum), float(r.mean), _float(r.min), _float(r.max))
+        for r in connection.execute(statement, params)
     ]
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def series_aggregates(
+    connection: Connection, *, muid: str, obis: str, bounds: list[datetime], hourly: bool = False
+) -> list[AggregateRow]:
+    """Aggregates of the non-empty buckets `[bounds[i-1], bounds[i])`, by 1-based bucket number;
+    `hourly` reads the rollup (every bound must then be a whole UTC hour)."""
+    params = {"muid": muid, "obis": obis, "bounds": bounds, "start": bounds[0], "end": bounds[-1]}
+    return _aggregates(connection, _SERIES_HOURLY if hourly else _SERIES, params)
+
+
+def fleet_aggregates(connection: Connection, *, tenant: str, obis: str, bounds: list[datetime]) -> list[AggregateRow]:
+    params = {"tenant": tenant, "obis": obis, "bounds": bounds, "start": bounds[0], "end": bounds[-1]}
+    return _aggregates(connection, _FLEET_SERIES, params)
+
+
+def fleet_range(connection: Connection, *, tenant: str, obis: str) -> tuple[datetime | None, datetime | None]:
+    first, last = connection.execute(_FLEET_RANGE, {"tenant": tenant, "obis": obis}).one()
+    return first, last

@@ -14,7 +14,9 @@ from meterdata.settings import Settings
 from meterdata.timeconv import optional_from_timestamp, to_timestamp
 from meterdata.v1 import common_pb2, query_pb2, query_pb2_grpc
 from query_service.buckets import Interval
-from query_service.queries import Aggregation, ChannelInfo, MeterInfo, Queries
+from query_service.queries import Aggregation, ChannelInfo, MeterInfo, Queries, SeriesResult
+
+DEFAULT_TENANT = "default"  # until keys carry a tenant (issue 7), every caller sees the default tenant
 
 SERVICE_NAME = "meterdata.v1.QueryService"
 
@@ -146,27 +148,45 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                 time_zone=request.time_zone,
             )
         )
-        series = query_pb2.Series(
-            muid=result.muid,
-            obis=result.channel.obis,
-            unit=result.unit,
-            interval=INTERVAL_ENUM[result.interval],
-            aggregation=AGGREGATION_ENUM[result.aggregation],
-            time_zone=result.time_zone,
-        )
-        _set_time(series, "start", result.start)
-        _set_time(series, "end", result.end)
-        series.buckets.extend(
-            common_pb2.Bucket(
-                start=to_timestamp(b.start),
-                end=to_timestamp(b.end),
-                value=b.value,
-                count=b.count,
-                expected=b.expected,
+        return series_message(result)
+
+    async def GetFleetSeries(
+        self, request: query_pb2.GetFleetSeriesRequest, context: grpc.aio.ServicerContext
+    ) -> query_pb2.Series:
+        interval = _enum(INTERVALS, request.interval, "interval", common_pb2.Interval)  # type: ignore[arg-type]
+        aggregation = _enum(AGGREGATIONS, request.aggregation, "aggregation", common_pb2.Aggregation)  # type: ignore[arg-type]
+        result = await asyncio.to_thread(
+            lambda: self.queries.fleet_series(
+                tenant=DEFAULT_TENANT,
+                obis=request.obis,
+                start=optional_from_timestamp(request, "start"),
+                end=optional_from_timestamp(request, "end"),
+                interval=interval,  # type: ignore[arg-type]
+                aggregation=aggregation,  # type: ignore[arg-type]
+                time_zone=request.time_zone,
             )
-            for b in result.buckets
         )
-        return series
+        return series_message(result)
+
+
+def series_message(result: SeriesResult) -> query_pb2.Series:
+    series = query_pb2.Series(
+        muid=result.muid,
+        obis=result.channel.obis,
+        unit=result.unit,
+        interval=INTERVAL_ENUM[result.interval],
+        aggregation=AGGREGATION_ENUM[result.aggregation],
+        time_zone=result.time_zone,
+    )
+    _set_time(series, "start", result.start)
+    _set_time(series, "end", result.end)
+    series.buckets.extend(
+        common_pb2.Bucket(
+            start=to_timestamp(b.start), end=to_timestamp(b.end), value=b.value, count=b.count, expected=b.expected
+        )
+        for b in result.buckets
+    )
+    return series
 
 
 async def main(settings: Settings) -> None:

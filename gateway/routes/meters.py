@@ -234,6 +234,10 @@ async def get_series(
     )
     _set_times(request, start=parse_time(start, zone, "start"), end=parse_time(end, zone, "end"))
     series = await gateway.backends.call("query", "GetSeries", request, "muid")
+    return series_response(series, zone, format, f"{muid}_{series.obis}_{interval}_{agg}.csv")
+
+
+def series_response(series: Any, zone: Any, format: str, filename: str) -> Response:
     body = convert.series_json(series, zone)
     if format == "json":
         return JSONResponse(body)
@@ -242,4 +246,62 @@ async def get_series(
         yield [[b["start"], b["end"], b["value"], b["count"], b["expected"]] for b in body["buckets"]]
 
     header = ["start", "end", unit_column("value", series.unit), "count", "expected"]
-    return csv_response(header, rows(), f"{muid}_{series.obis}_{interval}_{agg}.csv")
+    return csv_response(header, rows(), filename)
+
+
+FleetObis = Annotated[
+    str,
+    Query(
+        description="The OBIS code to total, hex (`0100011D00FF`) or notation (`1-0:1.29.0*255`).",
+        examples=["0100011D00FF"],
+    ),
+]
+FleetInterval = Annotated[
+    Literal["hour", "day", "week", "month"],
+    Query(
+        description="Bucket length in local time of `tz`: `hour`, `day` (default), `week` or `month`.", examples=["day"]
+    ),
+]
+FleetAgg = Annotated[
+    Literal["sum", "mean", "count"],
+    Query(
+        description="`sum` (default; kWh of all meters per bucket), `mean` (kWh per quarter-hour reading) or `count`.",
+        examples=["sum"],
+    ),
+]
+
+
+@router.get(
+    "/fleet/series",
+    summary="One channel totalled over all meters",
+    description="The sum over every meter of one OBIS channel per `interval` in local time, served from the "
+    "hourly fleet rollup the ingest service keeps exact, so it costs the same for ten meters or ten thousand. "
+    "Buckets carry `count` (readings of all meters) and `expected` (quarter-hours per meter). `start`/`end` "
+    "must fall on whole hours; default: all hours with data.",
+    response_model=Series,
+    responses={
+        200: {
+            "content": csv_content(
+                "start,end,value_kWh,count,expected\r\n2023-02-02T00:00:00+01:00,2023-02-03T00:00:00+01:00,5.8128,192,96\r\n"
+            )
+        },
+        **problems(400, 503, 504),
+    },
+)
+async def get_fleet_series(
+    gateway: GatewayDep,
+    obis: FleetObis,
+    start: Start = None,
+    end: End = None,
+    interval: FleetInterval = "day",
+    agg: FleetAgg = "sum",
+    tz: Tz = None,
+    format: Format = "json",
+) -> Response:
+    zone = gateway.zone(tz)
+    request = query_pb2.GetFleetSeriesRequest(
+        obis=obis, interval=convert.INTERVALS[interval], aggregation=convert.AGGREGATIONS[agg], time_zone=zone.key
+    )
+    _set_times(request, start=parse_time(start, zone, "start"), end=parse_time(end, zone, "end"))
+    series = await gateway.backends.call("query", "GetFleetSeries", request, "obis")
+    return series_response(series, zone, format, f"fleet_{series.obis}_{interval}_{agg}.csv")
