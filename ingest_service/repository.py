@@ -64,10 +64,15 @@ def add_to_run(connection: Connection, run_id: int, counts: Counts, source: str 
     )
 
 
-def finish_run(connection: Connection, run_id: int, status: str, error: str = "") -> None:
+def finish_run(connection: Connection, run_id: int, status: str, error: str = "", note: str = "") -> None:
+    """End a run; `note` (e.g. that it waited for another pull) is appended to its source line, the
+    schema having no column for remarks on a run that did not fail."""
     connection.execute(
-        text("UPDATE ingest_runs SET status = :status, error = :error, finished_at = now() WHERE id = :id"),
-        {"status": status, "error": error, "id": run_id},
+        text(
+            "UPDATE ingest_runs SET status = :status, error = :error, finished_at = now(), "
+            "source = CASE WHEN :note = '' THEN source ELSE source || ' (' || :note || ')' END WHERE id = :id"
+        ),
+        {"status": status, "error": error, "id": run_id, "note": note},
     )
 
 
@@ -143,17 +148,78 @@ def watermark(connection: Connection, muid: str) -> datetime | None:
     ).scalar()
 
 
+# Session-level advisory locks (they outlive transactions and end with the session, so a process
+# that dies releases them): one kind for "this run is alive", one for "this meter is being pulled".
+RUN_LOCK_CLASS = 0x6D64  # "md": the first key of pg_advisory_lock(int, int)
+PULL_LOCK_CLASS = 0x6D65
+_RUN_KEY = "CAST(:run % 2147483647 AS integer)"
+_METER_KEY = "hashtext(CAST(:muid AS text))"
+
+
+def lock_run(connection: Connection, run_id: int) -> None:
+    """Held by the run's owner for the run's life: a run whose lock is free has lost its process."""
+    connection.execute(text(f"SELECT pg_advisory_lock({RUN_LOCK_CLASS}, {_RUN_KEY})"), {"run": run_id})
+
+
+def running_run_ids(connection: Connection) -> list[int]:
+    return [int(row[0]) for row in connection.execute(text("SELECT id FROM ingest_runs WHERE status = 'running'"))]
+
+
+def fail_if_orphaned(connection: Connection, run_id: int, error: str) -> bool:
+    """Mark a `running` run failed when no session holds its lock (its process died); True if it was."""
+    if not connection.execute(
+        text(f"SELECT pg_try_advisory_lock({RUN_LOCK_CLASS}, {_RUN_KEY})"), {"run": run_id}
+    ).scalar():
+        return False
+    try:
+        changed = connection.execute(
+            text(
+                "UPDATE ingest_runs SET status = 'failed', error = :error, finished_at = now() "
+                "WHERE id = :id AND status = 'running'"
+            ),
+            {"id": run_id, "error": error},
+        ).rowcount
+    finally:
+        connection.execute(text(f"SELECT pg_advisory_unlock({RUN_LOCK_CLASS}, {_RUN_KEY})"), {"run": run_id})
+    return bool(changed)
+
+
+def release_locks(connection: Connection) -> None:
+    """Before a run's session goes back to the pool: it must not carry a lock to its next user."""
+    connection.execute(text("SELECT pg_advisory_unlock_all()"))
+
+
 def try_lock_meter(connection: Connection, muid: str) -> bool:
-    """A transaction-scoped advisory lock per meter: two pulls of one meter never interleave."""
+    """The per-meter pull lock, without waiting: two pulls of one meter never interleave."""
     return bool(
         connection.execute(
-            text("SELECT pg_try_advisory_xact_lock(hashtext('meterdata.pull:' || :muid))"), {"muid": muid}
+            text(f"SELECT pg_try_advisory_lock({PULL_LOCK_CLASS}, {_METER_KEY})"), {"muid": muid}
         ).scalar()
     )
 
 
-def lock_meter(connection: Connection, muid: str) -> None:
-    connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('meterdata.pull:' || :muid))"), {"muid": muid})
+def lock_meter(connection: Connection, muid: str, wait_seconds: float) -> None:
+    """Wait for the per-meter pull lock at most `wait_seconds` (LockNotAvailable after that)."""
+    connection.execute(text("SELECT set_config('lock_timeout', :ms, true)"), {"ms": f"{int(wait_seconds * 1000)}ms"})
+    connection.execute(text(f"SELECT pg_advisory_lock({PULL_LOCK_CLASS}, {_METER_KEY})"), {"muid": muid})
+
+
+def unlock_meter(connection: Connection, muid: str) -> None:
+    connection.execute(text(f"SELECT pg_advisory_unlock({PULL_LOCK_CLASS}, {_METER_KEY})"), {"muid": muid})
+
+
+def runs_pulling(connection: Connection, muid: str, other_than: int) -> list[int]:
+    """Other runs still marked running that pull this meter: who a waiting pull waits for."""
+    return [
+        int(row[0])
+        for row in connection.execute(
+            text(
+                "SELECT id FROM ingest_runs WHERE status = 'running' AND kind = 'pull' AND id <> :me "
+                "AND :muid = ANY(muids) ORDER BY id"
+            ),
+            {"muid": muid, "me": other_than},
+        )
+    ]
 
 
 _STAGING = """
@@ -359,9 +425,16 @@ def _add_to_rollups(connection: Connection, blocks: Sequence[ColumnBlock]) -> No
         for key, column in (("tenant", [tenant] * n), ("obis", [obis] * n), ("hour", groups.hours.tolist()),
                             ("sum", groups.sums.tolist()), ("count", groups.counts.tolist())):  # fmt: skip
             fleet[key] += column
-    connection.execute(text(_ADD_HOURLY), hourly)
-    connection.execute(text(_ADD_FLEET), fleet)
-    connection.execute(text(_ADD_CHANNEL_STATS), stats)
+    connection.execute(text(_ADD_HOURLY), {k: pg_array(v) for k, v in hourly.items()})
+    connection.execute(text(_ADD_FLEET), {k: pg_array(v) for k, v in fleet.items()})
+    connection.execute(text(_ADD_CHANNEL_STATS), {k: pg_array(v) for k, v in stats.items()})
+
+
+def pg_array(values: list[Any]) -> str:
+    """A PostgreSQL array literal, for a `CAST(:p AS type[])` parameter: one short string to send and
+    parse instead of a bound ARRAY[...] of thousands of quoted elements. The values are numbers, UUIDs,
+    OBIS codes and tenant names that this module produced; quotes and backslashes are escaped anyway."""
+    return "{" + ",".join('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
 
 
 _ADD_HOURLY = """

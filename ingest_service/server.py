@@ -93,19 +93,40 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     async def WriteReadings(
         self, request_iterator: AsyncIterator[ingest_pb2.WriteReadingsRequest], context: grpc.aio.ServicerContext
     ) -> ingest_pb2.IngestRun:
+        """Each message is one transaction. Checking message n+1 overlaps with writing message n (a queue
+        of two bounds the memory), so the service's CPU and the database's work in parallel."""
         peer = context.peer()
         run_id = await asyncio.to_thread(self.ingestor.start_run, "stream", f"grpc stream from {peer}", [])
         position = 0
         register: bool | None = None
         known: set[str] = set()
+        pending: asyncio.Queue[tuple[BatchResult, int] | None] = asyncio.Queue(maxsize=2)
+
+        async def write_all() -> None:
+            while (item := await pending.get()) is not None:
+                batch, received = item
+                await asyncio.to_thread(self._write_stream_batch, run_id, batch, received, known, bool(register))
+
+        writer = asyncio.create_task(write_all())
         try:
             async for message in request_iterator:
                 if register is None:
                     register = message.register_unknown_meters
                 batch, received = self._validate_stream_message(message, position)
                 position += received
-                await asyncio.to_thread(self._write_stream_batch, run_id, batch, received, known, register)
+                while not writer.done():
+                    try:
+                        await asyncio.wait_for(pending.put((batch, received)), timeout=1)
+                        break
+                    except TimeoutError:
+                        continue
+                if writer.done():
+                    break  # the writer failed: its exception is raised below
+            if not writer.done():
+                await pending.put(None)
+            await writer
         except BaseException as error:
+            writer.cancel()
             await asyncio.to_thread(self.ingestor.finish_run, run_id, [f"stream ended early: {error!r}"])
             raise
         await asyncio.to_thread(self.ingestor.finish_run, run_id, [])
@@ -231,7 +252,9 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
 async def main(settings: Settings) -> None:
     engine = engine_from_settings(settings)
     require_current_schema(engine)
-    servicer = IngestServicer(Ingestor(engine, settings))
+    ingestor = Ingestor(engine, settings)
+    await asyncio.to_thread(ingestor.fail_orphaned_runs)  # runs a killed process left `running`
+    servicer = IngestServicer(ingestor)
     await serve(
         service_name="meterdata.v1.IngestService",
         register=lambda server: ingest_pb2_grpc.add_IngestServiceServicer_to_server(servicer, server),

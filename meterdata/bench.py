@@ -353,7 +353,8 @@ GROUP BY 1 ORDER BY 1
 
 def bench_fleet(size: Size, database_url: str, topology: Topology) -> Result:
     end = YEAR_END if size.days >= 365 else datetime(2023, 1, 1 + size.days, tzinfo=UTC)
-    url = f"{topology.gateway_url}/api/v1/fleet/series?obis={IMPORT_OBIS}&start=2023-01-01&end={end.date()}&interval=day&agg=sum&tz=Europe/Zurich"
+    # UTC instants, so the raw SQL below and the gateway cut the same range into the same local days
+    url = f"{topology.gateway_url}/api/v1/fleet/series?obis={IMPORT_OBIS}&start=2023-01-01T00:00:00Z&end={end.date()}T00:00:00Z&interval=day&agg=sum&tz=Europe/Zurich"
     engine = make_engine(database_url)
     with httpx.Client(timeout=60) as client:
         response = client.get(url)
