@@ -32,6 +32,7 @@ class UpstreamError(Exception):
     def __init__(self, url: str, message: str, status: int | None = None, body: bytes = b"") -> None:
         super().__init__(f"{url}: {message}")
         self.url = url
+        self.reason = message
         self.status = status
         self.body = body
 
@@ -93,7 +94,12 @@ class UpstreamClient:
         try:
             response = self._client.get(url, params=params)
         except httpx.TimeoutException as error:
-            raise UpstreamUnavailable(url, f"timed out ({type(error).__name__})") from None
+            limit = self.settings.upstream_timeout_seconds
+            if isinstance(error, httpx.ConnectTimeout):
+                limit = self.settings.upstream_connect_timeout_seconds
+            raise UpstreamUnavailable(
+                url, f"timed out: no answer within {limit:g} s ({type(error).__name__})"
+            ) from None
         except httpx.TransportError as error:
             raise UpstreamUnavailable(url, f"cannot connect ({type(error).__name__}: {error})") from None
         full_url = str(response.request.url)
@@ -125,7 +131,13 @@ class UpstreamClient:
                 extra=fields(url=url, attempt=state.attempt_number, error=str(state.outcome.exception())),
             ),
         )
-        return retrying(self._get_once, url, params)
+        try:
+            return retrying(self._get_once, url, params)
+        except UpstreamUnavailable as error:
+            attempts = self.settings.upstream_retries + 1
+            raise UpstreamUnavailable(
+                error.url, f"{error.reason}; gave up after {attempts} attempts", error.status, error.body
+            ) from None
 
     def static_url(self, muid: str) -> str:
         return f"{self.base_url}/challenge/{muid}.json"

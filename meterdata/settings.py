@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     # Validation.
     value_ceiling_kwh: float = Field(1000.0, gt=0, description="largest plausible kWh in one quarter-hour")
     ingest_batch_size: int = Field(10_000, ge=1)
+    pull_lock_wait_seconds: float = Field(
+        600.0, ge=0, description="how long a pull waits for another pull of the same meter before skipping it"
+    )
 
     # Query limits.
     default_time_zone: str = "Europe/Zurich"
