@@ -25,6 +25,7 @@ from meterdata import PROJECT_ROOT
 from meterdata.grpc_client import sync_channel
 from meterdata.obis import OBIS_CATALOGUE, lookup
 from meterdata.settings import Settings
+from meterdata.tenancy import DEFAULT_TENANT
 from meterdata.v1 import analytics_pb2 as pb
 from meterdata.v1 import analytics_pb2_grpc, common_pb2, query_pb2, query_pb2_grpc
 
@@ -126,10 +127,10 @@ class MeterData:
 
 
 class Services:
-    """The two stubs the report talks to, every call with a deadline."""
+    """The two stubs the report talks to, every call with a deadline, for the default tenant's meters."""
 
-    def __init__(self, query_address: str, analytics_address: str) -> None:
-        self._channels = [sync_channel(query_address), sync_channel(analytics_address)]
+    def __init__(self, query_address: str, analytics_address: str, tenant: str = DEFAULT_TENANT) -> None:
+        self._channels = [sync_channel(query_address, tenant=tenant), sync_channel(analytics_address, tenant=tenant)]
         self.query = query_pb2_grpc.QueryServiceStub(self._channels[0])
         self.analytics = analytics_pb2_grpc.AnalyticsServiceStub(self._channels[1])
 

@@ -27,6 +27,7 @@ from meterdata.grpc_client import aio_channel
 from meterdata.grpc_server import serve
 from meterdata.obis import lookup
 from meterdata.settings import Settings
+from meterdata.tenancy import caller_tenant, tenant_metadata
 from meterdata.timeconv import to_timestamp
 from meterdata.v1 import analytics_pb2 as pb
 from meterdata.v1 import analytics_pb2_grpc, common_pb2, query_pb2_grpc
@@ -123,7 +124,11 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
     async def _channel(
         self, channel: common_pb2.ChannelRange, context: grpc.aio.ServicerContext, field: str = "channel"
     ) -> ChannelData:
-        return await self.source.channel_data(channel, field, context.time_remaining())
+        """The channel's data as the caller's tenant sees it: the tenant metadata is forwarded."""
+        tenant = caller_tenant(context, self.settings.grpc_default_tenant)
+        return await self.source.channel_data(
+            channel, field, context.time_remaining(), metadata=tenant_metadata(tenant)
+        )
 
     @staticmethod
     async def _compute(function: Callable[..., T], *args: object, **kwargs: object) -> T:
@@ -323,7 +328,7 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
 
 
 async def main(settings: Settings) -> None:
-    channel = aio_channel(settings.query_address)
+    channel = aio_channel(settings.query_address, settings)
     source = SeriesSource(query_pb2_grpc.QueryServiceStub(channel), settings.grpc_deadline_seconds)
     servicer = AnalyticsServicer(settings, source)
 
@@ -337,4 +342,5 @@ async def main(settings: Settings) -> None:
         port=settings.analytics_port,
         grace_seconds=settings.grpc_shutdown_grace_seconds,
         on_shutdown=close,
+        settings=settings,
     )

@@ -3,7 +3,8 @@
 A channel is resolved with GetMeter (which OBIS code, which unit), then its raw quarter-hours are read
 with ListReadings, keyset page by keyset page. Every call carries a deadline; errors of the query
 service come back as the same domain errors, with field names prefixed by the request field
-(`channel.muid`, `import_channel.start`, ...).
+(`channel.muid`, `import_channel.start`, ...). Every call forwards the tenant of the analytics call
+(`metadata`), so the query service scopes the data exactly as it would for the original caller.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from meterdata.timeconv import optional_from_timestamp
 from meterdata.v1 import common_pb2, query_pb2, query_pb2_grpc
 
 PAGE_SIZE = 10_000
+Metadata = tuple[tuple[str, str], ...]
 OBIS_NOTATION = re.compile(r"\d{1,3}-\d{1,3}:\d{1,3}\.\d{1,3}\.\d{1,3}(\*\d{1,3})?")
 
 
@@ -113,19 +115,27 @@ class SeriesSource:
         self.stub = stub
         self.deadline_seconds = deadline_seconds
 
-    async def meter(self, muid: str, field: str, timeout: float) -> common_pb2.Meter:
+    async def meter(self, muid: str, field: str, timeout: float, metadata: Metadata) -> common_pb2.Meter:
         try:
-            return await self.stub.GetMeter(query_pb2.GetMeterRequest(muid=muid), timeout=timeout)
+            return await self.stub.GetMeter(query_pb2.GetMeterRequest(muid=muid), timeout=timeout, metadata=metadata)
         except grpc.aio.AioRpcError as error:
             raise _translate(error, field) from error
 
     async def channel_data(
-        self, channel: common_pb2.ChannelRange, field: str = "channel", timeout: float | None = None
+        self,
+        channel: common_pb2.ChannelRange,
+        field: str = "channel",
+        timeout: float | None = None,
+        *,
+        metadata: Metadata,
     ) -> ChannelData:
-        """The channel's quarter-hours in its range; FAILED_PRECONDITION when there are none."""
+        """The channel's quarter-hours in its range; FAILED_PRECONDITION when there are none.
+
+        `metadata` names the tenant (`meterdata.tenancy.tenant_metadata`); it is required, so that no
+        caller can forget it."""
         timeout = min(self.deadline_seconds, timeout) if timeout else self.deadline_seconds
         start, end = validate_range(channel, field)
-        meter = await self.meter(channel.muid, field, timeout)
+        meter = await self.meter(channel.muid, field, timeout, metadata)
         found = resolve_channel(meter, channel.obis, field)
         obis, unit = found.obis, found.unit or "kWh"
 
@@ -140,7 +150,7 @@ class SeriesSource:
         values: list[np.ndarray] = []
         while True:
             try:
-                page = await self.stub.ListReadings(request, timeout=timeout)
+                page = await self.stub.ListReadings(request, timeout=timeout, metadata=metadata)
             except grpc.aio.AioRpcError as error:
                 raise _translate(error, field) from error
             stamps.append(_timestamps_ns(page.readings))

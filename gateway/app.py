@@ -16,11 +16,13 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.auth import ApiKeyMiddleware, BodyLimitMiddleware, KeyVerifier, RateLimiter
 from gateway.backends import BackendError, Backends
 from gateway.deps import Gateway
 from gateway.metrics import Metrics, MetricsMiddleware
 from gateway.problems import PROBLEM_JSON, ProblemError, problem_response, rpc_problem
 from gateway.routes import analytics, ingest, meters, ops
+from gateway.routes.docs import DESCRIPTIONS, PROBLEM_EXAMPLES
 from meterdata.logs import fields
 from meterdata.settings import Settings
 
@@ -41,7 +43,33 @@ aggregated series in local time, as JSON or CSV. The guide with curl recipes for
   each bucket reports `count` (readings found) and `expected` (quarter-hours it spans).
 - Lists page with `limit` and `page_token` (from `next_page_token`); `format=csv` streams the list as CSV.
 - Errors are `application/problem+json`; `invalid_params` names the parameter at fault.
+
+**Authentication**: every `/api/v1` route needs an API key, sent as `Authorization: Bearer <key>` or
+`X-API-Key: <key>` (press *Authorize* above). An operator creates keys with
+`python -m gateway keys create --tenant <tenant> --scope read|ingest|admin`; `make run` prints a
+development key. A key sees only its tenant's meters (another tenant's meter is 404). Scope `read`
+allows every GET, `ingest` the `/api/v1/ingest` routes, `admin` everything. Each key has a rate limit
+(429 with `Retry-After`).
 """
+
+SECURITY_SCHEMES = {
+    "bearerAuth": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key (`mdk_<id>_<secret>`) as a bearer token: `Authorization: Bearer <key>`.",
+    },
+    "apiKeyHeader": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "The same API key in the `X-API-Key` header.",
+    },
+}
+SECURITY = [{"bearerAuth": []}, {"apiKeyHeader": []}]
+AUTH_HEADERS = {
+    401: {"WWW-Authenticate": {"description": '`Bearer realm="meterdata"`', "schema": {"type": "string"}}},
+    429: {"Retry-After": {"description": "Seconds until the key may send again.", "schema": {"type": "integer"}}},
+}
 
 TAGS = [
     {"name": "meters", "description": "Meters, raw readings and aggregated series (QueryService)."},
@@ -90,12 +118,39 @@ def _install_error_handlers(app: FastAPI) -> None:
         return problem_response(500, "internal error in the gateway; see its log", request.url.path)
 
 
-def openapi_document(app: FastAPI) -> dict[str, Any]:
+def _secure(document: dict[str, Any], settings: Settings) -> None:
+    """Declare the API key schemes, require them on every keyed operation, and document 401/403/429 (413)."""
+    document.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+    for path, path_item in document["paths"].items():
+        keyed = path.startswith("/api/") or (path == "/metrics" and settings.metrics_require_key)
+        if not keyed:
+            continue
+        for method, operation in path_item.items():
+            operation["security"] = SECURITY
+            statuses = [401, 403, 429] + ([413] if method in ("post", "put", "patch") else [])
+            for status in statuses:
+                operation["responses"].setdefault(
+                    str(status),
+                    {
+                        "description": DESCRIPTIONS[status],
+                        **({"headers": AUTH_HEADERS[status]} if status in AUTH_HEADERS else {}),
+                        "content": {
+                            PROBLEM_JSON: {
+                                "schema": {"$ref": "#/components/schemas/Problem"},
+                                "example": PROBLEM_EXAMPLES[status],
+                            }
+                        },
+                    },
+                )
+
+
+def openapi_document(app: FastAPI, settings: Settings | None = None) -> dict[str, Any]:
     """FastAPI's document, adjusted to what the gateway really does.
 
     Validation errors are 400 problem+json (FastAPI would document 422), error bodies are
-    `application/problem+json`, and every parameter and JSON body carries an `example`, copied from
-    the schema's examples, so that Swagger UI's "Try it out" is pre-filled.
+    `application/problem+json`, every parameter and JSON body carries an `example`, copied from
+    the schema's examples, so that Swagger UI's "Try it out" is pre-filled, and the keyed routes
+    declare the API key schemes with their 401/403/429 answers.
     """
     if app.openapi_schema:
         return app.openapi_schema
@@ -130,6 +185,7 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
                 component = schemas.get(ref.rsplit("/", 1)[-1], {})
                 if "example" not in body and component.get("examples"):
                     body["example"] = component["examples"][0]
+    _secure(document, settings or Settings())
     app.openapi_schema = document
     return document
 
@@ -140,7 +196,9 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         backends = Backends(settings, metrics)  # channels belong to the serving event loop
-        app.state.gateway = Gateway(settings, metrics, backends)
+        keys = KeyVerifier(backends, settings.api_key_cache_seconds)
+        limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+        app.state.gateway = Gateway(settings, metrics, backends, keys, limiter)
         yield
         await backends.close()
 
@@ -156,15 +214,19 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(analytics.router)
     _install_error_handlers(app)
+    # Outermost last: metrics see every answer; CORS answers preflights and decorates refusals; the key
+    # is checked before a body is read; the body is capped before a route parses it.
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_body_bytes)
+    app.add_middleware(ApiKeyMiddleware, settings=settings)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
         allow_methods=["GET", "POST", "OPTIONS"],
-        allow_headers=["*"],
+        allow_headers=["Authorization", "X-API-Key", "Content-Type", "Accept"],
         expose_headers=["Location", "Content-Disposition", "Retry-After"],
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
+    app.openapi = lambda: openapi_document(app, settings)  # type: ignore[method-assign]
     # The dashboard (static files) at `/`, mounted last so that every API route above takes precedence.
     app.mount("/", StaticFiles(directory=Path(__file__).parent / "static", html=True), name="dashboard")
     return app

@@ -35,7 +35,11 @@ BACKEND_FAILURE = 502  # INTERNAL, UNKNOWN, DATA_LOSS: the backend broke, not th
 
 TITLES = {
     400: "Invalid parameter",
+    401: "API key required",
+    403: "Not allowed for this API key",
     404: "Not found",
+    413: "Request body too large",
+    429: "Too many requests",
     502: "Backend error",
     503: "Backend unavailable",
     504: "Backend timed out",
@@ -72,6 +76,7 @@ def problem_response(
     detail: str,
     instance: str,
     invalid_params: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
     body: dict[str, Any] = {
@@ -84,8 +89,8 @@ def problem_response(
     if invalid_params:
         body["invalid_params"] = invalid_params
     body.update(extra)
-    headers = {"Retry-After": "1"} if status == 503 else None
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    headers = {**({"Retry-After": "1"} if status == 503 else {}), **(headers or {})}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers or None)
 
 
 def parameter_name(field: str) -> str:

@@ -23,11 +23,22 @@ from ingest_service.upstream import reachable
 from meterdata.grpc_client import sync_channel
 from meterdata.logs import configure_logging
 from meterdata.settings import Settings, get_settings
+from meterdata.tenancy import DEFAULT_TENANT, check_tenant
 from meterdata.v1 import ingest_pb2, ingest_pb2_grpc
 
 console = Console(highlight=False, soft_wrap=True)  # soft_wrap: long lines stay whole in logs and pipes
 
 COUNT_FIELDS = ("received", "inserted", "updated", "unchanged", "rejected")
+TENANT_HELP = "tenant the pulled meters belong to (default: default); another tenant's meter is not written"
+
+
+def tenant_name(value: str) -> str:
+    try:
+        return check_tenant(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 EXPECTED_RECORDS_PER_FILE = 2688  # the published files: only a hint for the progress bar
 
 
@@ -65,14 +76,17 @@ def print_run(run: ingest_pb2.IngestRun) -> None:
         console.print(f"{run.rejected} rejected records are kept with their reasons: GET /api/v1/ingest/runs/{run.id}")
 
 
-def pull_through_service(settings: Settings, address: str, base_url: str | None = None) -> ingest_pb2.IngestRun:
-    """Ask the running ingest service to pull from `base_url` (default: the source `choose_source` picks)."""
+def pull_through_service(
+    settings: Settings, address: str, base_url: str | None = None, tenant: str = DEFAULT_TENANT
+) -> ingest_pb2.IngestRun:
+    """Ask the running ingest service to pull from `base_url` (default: the source `choose_source` picks),
+    for `tenant` (the published meters belong to the default tenant)."""
     stack = ExitStack()
     if base_url is None:
         base_url, sentence = choose_source(settings, None, stack)
         console.print(sentence)
     source = base_url
-    with stack, sync_channel(address) as channel:
+    with stack, sync_channel(address, settings, tenant) as channel:
         started = time.perf_counter()
         run = ingest_pb2_grpc.IngestServiceStub(channel).PullMeters(
             ingest_pb2.PullMetersRequest(source_url=source, wait=True), timeout=300
@@ -85,7 +99,14 @@ def pull_through_service(settings: Settings, address: str, base_url: str | None 
     return run
 
 
-def pull_locally(settings: Settings, muids: list[str], base_url: str | None, kind: str | None, full: bool) -> int:
+def pull_locally(
+    settings: Settings,
+    muids: list[str],
+    base_url: str | None,
+    kind: str | None,
+    full: bool,
+    tenant: str = DEFAULT_TENANT,
+) -> int:
     """`pull`: run a pull in this process against the database, with a progress bar per meter."""
     from ingest_service.ingest import Ingestor, PullPlan, validate_requested_muids
     from meterdata.db import make_engine, require_current_schema
@@ -100,8 +121,8 @@ def pull_locally(settings: Settings, muids: list[str], base_url: str | None, kin
     with ExitStack() as stack:
         source, sentence = choose_source(settings, base_url, stack)
         console.print(sentence)
-        plan = PullPlan(muids, source, kind or settings.upstream_kind, full)  # type: ignore[arg-type]
-        run_id = ingestor.start_run("pull", source, muids)
+        plan = PullPlan(muids, source, kind or settings.upstream_kind, full, tenant)  # type: ignore[arg-type]
+        run_id = ingestor.start_run("pull", source, muids, tenant)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console) as progress:
             tasks = {muid: progress.add_task(muid, total=EXPECTED_RECORDS_PER_FILE) for muid in muids}
@@ -120,9 +141,11 @@ def pull_locally(settings: Settings, muids: list[str], base_url: str | None, kin
     return 1 if errors else 0
 
 
-def schedule(settings: Settings, every_seconds: float, base_url: str | None, once: bool = False) -> int:
+def schedule(
+    settings: Settings, every_seconds: float, base_url: str | None, once: bool = False, tenant: str = DEFAULT_TENANT
+) -> int:
     """Ask the ingest service to pull every `every_seconds`; a failed pull is reported and retried next time."""
-    with sync_channel(settings.ingest_address) as channel:
+    with sync_channel(settings.ingest_address, settings, tenant) as channel:
         stub = ingest_pb2_grpc.IngestServiceStub(channel)
         while True:
             succeeded = False
@@ -171,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     pull.add_argument("--kind", choices=("static", "api"), help="static: {URL}/challenge/{muid}.json; api: "
                       "{URL}/meterdata/measurement?muid=..&limit=..&start=..&stop=.. (default: UPSTREAM_KIND)")  # fmt: skip
     pull.add_argument("--full", action="store_true", help="ignore the per-meter watermark and fetch the whole history")
+    pull.add_argument("--tenant", default=DEFAULT_TENANT, type=tenant_name, help=TENANT_HELP)
 
     sched = commands.add_parser("schedule", help="ask the running ingest service (INGEST_ADDRESS) to pull periodically")
     sched.add_argument(
@@ -178,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     sched.add_argument("--source", metavar="URL", help="upstream base URL (default: the service's UPSTREAM_BASE_URL)")
     sched.add_argument("--once", action="store_true", help="pull once and exit")
+    sched.add_argument("--tenant", default=DEFAULT_TENANT, type=tenant_name, help=TENANT_HELP)
 
     mirror = commands.add_parser("mirror", help="serve the bundled snapshot as a local upstream over HTTP")
     mirror.add_argument("--port", type=int, default=8081, help="port (default 8081)")
@@ -192,9 +217,9 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(server.main(settings))
         return 0
     if args.command == "pull":
-        return pull_locally(settings, args.muid, args.source, args.kind, args.full)
+        return pull_locally(settings, args.muid, args.source, args.kind, args.full, args.tenant)
     if args.command == "schedule":
-        return schedule(settings, args.every, args.source, args.once)
+        return schedule(settings, args.every, args.source, args.once, args.tenant)
     return serve_mirror(args.port, args.host)
 
 

@@ -42,6 +42,7 @@ from ingest_service.validation import (
 )
 from meterdata.logs import fields
 from meterdata.settings import Settings
+from meterdata.tenancy import DEFAULT_TENANT
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,10 @@ BODY_KEPT = 1_000_000  # bytes of an unusable upstream body kept in rejected_rea
 
 Progress = Callable[[str, int], None]
 ORPHANED = "interrupted: the ingest process serving this run ended before it finished; run it again"
+
+
+class ForeignMeter(Exception):
+    """The meter belongs to another tenant: a pull for this tenant writes nothing to it."""
 
 
 class MeterBusy(Exception):
@@ -105,6 +110,7 @@ class PullPlan:
     base_url: str
     kind: SourceKind
     full: bool = False
+    tenant: str = DEFAULT_TENANT  # new meters are registered to it; another tenant's meter is not pulled
 
 
 def history_start(settings: Settings) -> datetime:
@@ -126,13 +132,13 @@ class Ingestor:
         self._guard = threading.Lock()
 
     # -- runs -----------------------------------------------------------------------------------------
-    def start_run(self, kind: str, source: str, muids: Sequence[str]) -> int:
+    def start_run(self, kind: str, source: str, muids: Sequence[str], tenant: str = DEFAULT_TENANT) -> int:
         """A new `running` run, created and locked in one transaction so no one sees it unlocked."""
         self.fail_orphaned_runs()
         connection = self.engine.connect()
         try:
             with connection.begin():
-                run_id = repository.create_run(connection, kind, source, muids)
+                run_id = repository.create_run(connection, kind, source, muids, tenant)
                 repository.lock_run(connection, run_id)
         except BaseException:
             connection.close()
@@ -198,7 +204,9 @@ class Ingestor:
             with UpstreamClient(self.settings, plan.base_url, plan.kind) as client:
                 for muid in plan.muids:
                     try:
-                        self._pull_meter(run_id, client, muid, plan.full, progress)
+                        self._pull_meter(run_id, client, muid, plan.full, progress, plan.tenant)
+                    except ForeignMeter as error:
+                        errors.append(f"meter {muid}: {error}")
                     except MeterBusy as error:
                         log.warning("pull skipped a meter", extra=fields(run=run_id, muid=muid, error=str(error)))
                         errors.append(f"meter {muid}: {error}")
@@ -261,10 +269,18 @@ class Ingestor:
             connection.invalidate()  # a lost session holds no lock
 
     def _pull_meter(
-        self, run_id: int, client: UpstreamClient, muid: str, full: bool, progress: Progress | None
+        self,
+        run_id: int,
+        client: UpstreamClient,
+        muid: str,
+        full: bool,
+        progress: Progress | None,
+        tenant: str = DEFAULT_TENANT,
     ) -> None:
         with self.engine.begin() as connection:
-            repository.register_meters(connection, [muid])
+            repository.register_meters(connection, [muid], tenant)
+            if repository.meter_tenants(connection, [muid]).get(muid) != tenant:
+                raise ForeignMeter(f"not a meter of tenant {tenant}; nothing written")
         self._lock_meter(run_id, muid)
         try:
             start, stop = self._window(muid, full)
@@ -298,13 +314,21 @@ class Ingestor:
         self.write_batch(run_id, BatchResult([], [rejection]), 1)
 
     # -- streams --------------------------------------------------------------------------------------
-    def known_meters(self, muids: Iterable[str]) -> set[str]:
+    def known_meters(self, muids: Iterable[str], tenant: str = DEFAULT_TENANT) -> set[str]:
+        """The meters among `muids` that belong to `tenant` (another tenant's meter is unknown here)."""
         with self.engine.connect() as connection:
-            return repository.known_meters(connection, sorted(set(muids)))
+            return repository.known_meters(connection, sorted(set(muids)), tenant)
 
-    def register_meters(self, muids: Iterable[str]) -> None:
+    def register_meters(self, muids: Iterable[str], tenant: str = DEFAULT_TENANT) -> None:
+        """Register new meters to `tenant`; meters that exist keep their tenant."""
         with self.engine.begin() as connection:
-            repository.register_meters(connection, sorted(set(muids)))
+            repository.register_meters(connection, sorted(set(muids)), tenant)
+
+    def foreign_meters(self, muids: Iterable[str], tenant: str) -> set[str]:
+        """The meters among `muids` that exist and belong to another tenant than `tenant`."""
+        with self.engine.connect() as connection:
+            owners = repository.meter_tenants(connection, sorted(set(muids)))
+        return {muid for muid, owner in owners.items() if owner != tenant}
 
 
 def validate_requested_muids(muids: Iterable[str], field: str = "muids") -> list[str]:

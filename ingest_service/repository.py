@@ -41,14 +41,14 @@ RUN_COLUMNS = (
 )
 
 
-def create_run(connection: Connection, kind: str, source: str, muids: Sequence[str]) -> int:
+def create_run(connection: Connection, kind: str, source: str, muids: Sequence[str], tenant: str = "default") -> int:
     return int(
         connection.execute(
             text(
-                "INSERT INTO ingest_runs (kind, status, source, muids) "
-                "VALUES (:kind, 'running', :source, :muids) RETURNING id"
+                "INSERT INTO ingest_runs (kind, status, source, muids, tenant) "
+                "VALUES (:kind, 'running', :source, :muids, :tenant) RETURNING id"
             ),
-            {"kind": kind, "source": source, "muids": list(muids)},
+            {"kind": kind, "source": source, "muids": list(muids), "tenant": tenant},
         ).scalar_one()
     )
 
@@ -76,22 +76,31 @@ def finish_run(connection: Connection, run_id: int, status: str, error: str = ""
     )
 
 
-def get_run(connection: Connection, run_id: int) -> RowMapping | None:
+def get_run(connection: Connection, run_id: int, tenant: str | None = None) -> RowMapping | None:
+    """The run; with `tenant`, only a run of that tenant (another tenant's run is not found)."""
     return (
-        connection.execute(text(f"SELECT {RUN_COLUMNS} FROM ingest_runs WHERE id = :id"), {"id": run_id})
+        connection.execute(
+            text(
+                f"SELECT {RUN_COLUMNS} FROM ingest_runs "
+                "WHERE id = :id AND (CAST(:tenant AS text) IS NULL OR tenant = :tenant)"
+            ),
+            {"id": run_id, "tenant": tenant},
+        )
         .mappings()
         .first()
     )
 
 
-def list_runs(connection: Connection, before_id: int | None, limit: int) -> list[RowMapping]:
+def list_runs(connection: Connection, before_id: int | None, limit: int, tenant: str) -> list[RowMapping]:
+    """The tenant's runs, newest first."""
     return list(
         connection.execute(
             text(
-                f"SELECT {RUN_COLUMNS} FROM ingest_runs WHERE (CAST(:before AS bigint) IS NULL OR id < :before) "
+                f"SELECT {RUN_COLUMNS} FROM ingest_runs "
+                "WHERE tenant = :tenant AND (CAST(:before AS bigint) IS NULL OR id < :before) "
                 "ORDER BY id DESC LIMIT :limit"
             ),
-            {"before": before_id, "limit": limit},
+            {"before": before_id, "limit": limit, "tenant": tenant},
         ).mappings()
     )
 
@@ -124,11 +133,21 @@ def store_rejections(connection: Connection, run_id: int, rejections: Sequence[R
     )
 
 
-def known_meters(connection: Connection, muids: Sequence[str]) -> set[str]:
+def known_meters(connection: Connection, muids: Sequence[str], tenant: str = "default") -> set[str]:
+    """The meters among `muids` that exist and belong to `tenant`."""
     rows = connection.execute(
-        text("SELECT muid::text FROM meters WHERE muid = ANY(CAST(:muids AS uuid[]))"), {"muids": list(muids)}
+        text("SELECT muid::text FROM meters WHERE muid = ANY(CAST(:muids AS uuid[])) AND tenant = :tenant"),
+        {"muids": list(muids), "tenant": tenant},
     )
     return {row[0] for row in rows}
+
+
+def meter_tenants(connection: Connection, muids: Sequence[str]) -> dict[str, str]:
+    """muid -> tenant of the meters among `muids` that exist."""
+    rows = connection.execute(
+        text("SELECT muid::text, tenant FROM meters WHERE muid = ANY(CAST(:muids AS uuid[]))"), {"muids": list(muids)}
+    )
+    return {row[0]: row[1] for row in rows}
 
 
 def register_meters(connection: Connection, muids: Sequence[str], tenant: str = "default") -> None:

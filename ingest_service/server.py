@@ -1,4 +1,9 @@
-"""gRPC wiring of IngestService: request checks, then the Ingestor; no SQL here."""
+"""gRPC wiring of IngestService: request checks, then the Ingestor; no SQL here.
+
+Every call acts for the tenant in its metadata (`meterdata.tenancy`): runs are created for it and
+listed only to it, meters a pull or a stream registers become its meters, and a meter of another
+tenant is never written (a pull naming one is NOT_FOUND; a stream's readings of one are rejected).
+"""
 
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from meterdata.errors import InvalidArgument, NotFound
 from meterdata.grpc_server import serve
 from meterdata.paging import decode_page_token, encode_page_token, page_size
 from meterdata.settings import Settings
+from meterdata.tenancy import caller_tenant
 from meterdata.timeconv import from_timestamp, to_timestamp
 from meterdata.v1 import ingest_pb2, ingest_pb2_grpc
 
@@ -66,9 +72,12 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         self.settings = ingestor.settings
         self._background: set[asyncio.Task[None]] = set()
 
-    def _load_run(self, run_id: int) -> ingest_pb2.IngestRun:
+    def _tenant(self, context: grpc.aio.ServicerContext) -> str:
+        return caller_tenant(context, self.settings.grpc_default_tenant)
+
+    def _load_run(self, run_id: int, tenant: str) -> ingest_pb2.IngestRun:
         with self.ingestor.engine.connect() as connection:
-            row = repository.get_run(connection, run_id)
+            row = repository.get_run(connection, run_id, tenant)
         if row is None:
             raise NotFound(f"ingest run {run_id} does not exist")
         return run_message(row)
@@ -76,19 +85,25 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     async def PullMeters(
         self, request: ingest_pb2.PullMetersRequest, context: grpc.aio.ServicerContext
     ) -> ingest_pb2.IngestRun:
+        tenant = self._tenant(context)
         muids = validate_requested_muids(request.muids) or list(self.settings.upstream_muids)
         if request.source_url and not request.source_url.startswith(("http://", "https://")):
             raise InvalidArgument("source_url", "must be an http:// or https:// URL")
+        foreign = await asyncio.to_thread(self.ingestor.foreign_meters, muids, tenant)
+        for index, muid in enumerate(muids):
+            if muid in foreign:
+                field = f"muids[{index}]" if request.muids else "muids"
+                raise NotFound(f"meter {muid} cannot be written by tenant {tenant}", field)
         kind = SOURCE_KINDS.get(request.source_kind, self.settings.upstream_kind)
-        plan = PullPlan(muids, request.source_url or self.settings.upstream_base_url, kind, request.full)  # type: ignore[arg-type]
-        run_id = await asyncio.to_thread(self.ingestor.start_run, "pull", plan.base_url, muids)
+        plan = PullPlan(muids, request.source_url or self.settings.upstream_base_url, kind, request.full, tenant)  # type: ignore[arg-type]
+        run_id = await asyncio.to_thread(self.ingestor.start_run, "pull", plan.base_url, muids, tenant)
         job = asyncio.create_task(asyncio.to_thread(self.ingestor.pull, run_id, plan))
         if request.wait:
             await job
         else:
             self._background.add(job)  # type: ignore[arg-type]
             job.add_done_callback(self._background.discard)  # type: ignore[arg-type]
-        return await asyncio.to_thread(self._load_run, run_id)
+        return await asyncio.to_thread(self._load_run, run_id, tenant)
 
     async def WriteReadings(
         self, request_iterator: AsyncIterator[ingest_pb2.WriteReadingsRequest], context: grpc.aio.ServicerContext
@@ -96,7 +111,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         """Each message is one transaction. Checking message n+1 overlaps with writing message n (a queue
         of two bounds the memory), so the service's CPU and the database's work in parallel."""
         peer = context.peer()
-        run_id = await asyncio.to_thread(self.ingestor.start_run, "stream", f"grpc stream from {peer}", [])
+        tenant = self._tenant(context)
+        run_id = await asyncio.to_thread(self.ingestor.start_run, "stream", f"grpc stream from {peer}", [], tenant)
         position = 0
         register: bool | None = None
         known: set[str] = set()
@@ -105,7 +121,9 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         async def write_all() -> None:
             while (item := await pending.get()) is not None:
                 batch, received = item
-                await asyncio.to_thread(self._write_stream_batch, run_id, batch, received, known, bool(register))
+                await asyncio.to_thread(
+                    self._write_stream_batch, run_id, batch, received, known, bool(register), tenant
+                )
 
         writer = asyncio.create_task(write_all())
         try:
@@ -130,7 +148,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             await asyncio.to_thread(self.ingestor.finish_run, run_id, [f"stream ended early: {error!r}"])
             raise
         await asyncio.to_thread(self.ingestor.finish_run, run_id, [])
-        return await asyncio.to_thread(self._load_run, run_id)
+        return await asyncio.to_thread(self._load_run, run_id, tenant)
 
     def _validate_stream_message(
         self, message: ingest_pb2.WriteReadingsRequest, offset: int
@@ -165,19 +183,18 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         return result, position - offset
 
     def _write_stream_batch(
-        self, run_id: int, result: BatchResult, received: int, known: set[str], register: bool
+        self, run_id: int, result: BatchResult, received: int, known: set[str], register: bool, tenant: str
     ) -> None:
-        """Readings of meters nobody registered are rejected unless the stream asked to register them."""
+        """Readings of meters nobody registered are rejected unless the stream asked to register them;
+        readings of another tenant's meter are rejected in any case (registering leaves its tenant)."""
         muids = {r.muid for r in result.readings} | {b.muid for b in result.blocks}
         if muids - known:
             if register:
-                self.ingestor.register_meters(muids - known)
-                known |= muids
-            else:
-                known |= self.ingestor.known_meters(muids - known)
+                self.ingestor.register_meters(muids - known, tenant)
+            known |= self.ingestor.known_meters(muids - known, tenant)
         unknown = muids - known
         if unknown:
-            reason = "unknown meter {}; register it or set register_unknown_meters"
+            reason = f"unknown meter {{}} for tenant {tenant}; register it (register_unknown_meters) unless it is another tenant's"
             for block in [b for b in result.blocks if b.muid in unknown]:
                 result.rejections += [
                     Rejection(
@@ -206,19 +223,21 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     async def GetIngestRun(
         self, request: ingest_pb2.GetIngestRunRequest, context: grpc.aio.ServicerContext
     ) -> ingest_pb2.IngestRun:
+        tenant = self._tenant(context)
         if request.id <= 0:
             raise InvalidArgument("id", f"must be a positive run id, got {request.id}")
-        return await asyncio.to_thread(self._load_run, request.id)
+        return await asyncio.to_thread(self._load_run, request.id, tenant)
 
     async def ListIngestRuns(
         self, request: ingest_pb2.ListIngestRunsRequest, context: grpc.aio.ServicerContext
     ) -> ingest_pb2.ListIngestRunsResponse:
+        tenant = self._tenant(context)
         size = page_size(request.page_size, 50, 500)
         before = int(decode_page_token(request.page_token, {"before"})["before"]) if request.page_token else None
 
         def load() -> list[RowMapping]:
             with self.ingestor.engine.connect() as connection:
-                return repository.list_runs(connection, before, size + 1)
+                return repository.list_runs(connection, before, size + 1, tenant)
 
         rows = await asyncio.to_thread(load)
         response = ingest_pb2.ListIngestRunsResponse(runs=[run_message(row) for row in rows[:size]])
@@ -229,6 +248,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     async def ListRejectedReadings(
         self, request: ingest_pb2.ListRejectedReadingsRequest, context: grpc.aio.ServicerContext
     ) -> ingest_pb2.ListRejectedReadingsResponse:
+        tenant = self._tenant(context)
         if request.ingest_run_id <= 0:
             raise InvalidArgument("ingest_run_id", f"must be a positive run id, got {request.ingest_run_id}")
         size = page_size(request.page_size, 100, 1000)
@@ -236,7 +256,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
 
         def load() -> list[RowMapping]:
             with self.ingestor.engine.connect() as connection:
-                if repository.get_run(connection, request.ingest_run_id) is None:
+                if repository.get_run(connection, request.ingest_run_id, tenant) is None:
                     raise NotFound(f"ingest run {request.ingest_run_id} does not exist")
                 return repository.list_rejections(connection, request.ingest_run_id, after, size + 1)
 
@@ -261,4 +281,5 @@ async def main(settings: Settings) -> None:
         host=settings.grpc_listen_host,
         port=settings.ingest_port,
         grace_seconds=settings.grpc_shutdown_grace_seconds,
+        settings=settings,
     )

@@ -37,6 +37,12 @@ class FailedPrecondition(DomainError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class Unauthenticated(DomainError):
+    """The call does not say who it acts for (no or a malformed tenant), or presents no valid key."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
 class Unavailable(DomainError):
     code = grpc.StatusCode.UNAVAILABLE
 

@@ -11,7 +11,8 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -22,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 
 from meterdata.errors import DomainError
 from meterdata.logs import fields
+from meterdata.settings import Settings, get_settings
 
 log = logging.getLogger("meterdata.grpc")
 
@@ -110,6 +112,15 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
 Registrar = Callable[[grpc.aio.Server], None]
 
 
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS credentials from GRPC_TLS_CERT_FILE/GRPC_TLS_KEY_FILE (PEM), or None for plaintext."""
+    if not settings.grpc_tls_cert_file:
+        return None
+    key = Path(settings.grpc_tls_key_file).read_bytes()
+    chain = Path(settings.grpc_tls_cert_file).read_bytes()
+    return grpc.ssl_server_credentials([(key, chain)])
+
+
 async def serve(
     *,
     service_name: str,
@@ -118,13 +129,22 @@ async def serve(
     port: int,
     grace_seconds: float = 5.0,
     on_shutdown: Callable[[], Awaitable[None]] | None = None,
+    settings: Settings | None = None,
+    also_serves: Sequence[str] = (),
 ) -> None:
-    """Run one service until SIGTERM/SIGINT, then drain in-flight calls for `grace_seconds`."""
+    """Run one service until SIGTERM/SIGINT, then drain in-flight calls for `grace_seconds`.
+
+    `settings` gives the largest message (GRPC_MAX_MESSAGE_BYTES: a bigger one is refused with
+    RESOURCE_EXHAUSTED before it is parsed) and TLS; `also_serves` names further services that
+    `register` adds, for health and reflection.
+    """
+    settings = settings or get_settings()
+    limit = settings.grpc_max_message_bytes
     server = grpc.aio.server(
         interceptors=[ErrorInterceptor()],
         options=[
-            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
             ("grpc.so_reuseport", 0),
         ],
     )
@@ -132,15 +152,23 @@ async def serve(
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (service_name, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+        (
+            service_name,
+            *also_serves,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
     )
-    bound = server.add_insecure_port(f"{host}:{port}")
+    credentials = server_credentials(settings)
+    address = f"{host}:{port}"
+    bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     if bound == 0:
         raise RuntimeError(f"could not bind {host}:{port}")
     await server.start()
-    for name in ("", service_name):
+    for name in ("", service_name, *also_serves):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("serving", extra=fields(service=service_name, address=f"{host}:{bound}"))
+    log.info("serving", extra=fields(service=service_name, address=f"{host}:{bound}", tls=credentials is not None))
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

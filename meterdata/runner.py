@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import grpc
@@ -22,8 +23,9 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from meterdata import PROJECT_ROOT
-from meterdata.db import migrate, start_embedded_postgres
-from meterdata.settings import Settings
+from meterdata.db import make_engine, migrate, start_embedded_postgres
+from meterdata.settings import Settings, get_settings
+from meterdata.tenancy import DEFAULT_TENANT
 
 log = logging.getLogger("meterdata.runner")
 
@@ -39,6 +41,7 @@ GRPC_SERVICE_NAMES = {
     "analytics": "meterdata.v1.AnalyticsService",
 }
 START_ORDER = ("query", "ingest", "analytics", "gateway")
+DEV_KEY_NOTE = "make run development key"
 
 
 def free_port() -> int:
@@ -57,8 +60,11 @@ def resolve_database_url(settings: Settings) -> tuple[str, str]:
     return url, f"embedded PostgreSQL (pgserver) in {settings.data_dir / 'pgdata'}"
 
 
-def grpc_healthy(address: str, service: str, timeout: float = 1.0) -> bool:
-    with grpc.insecure_channel(address) as channel:
+def grpc_healthy(address: str, service: str, timeout: float = 1.0, settings: Settings | None = None) -> bool:
+    """The gRPC health of `service` at `address`, over TLS when GRPC_TLS_CA_FILE is set."""
+    from meterdata.grpc_client import sync_channel
+
+    with sync_channel(address, settings or get_settings()) as channel:
         try:
             response = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=timeout
@@ -68,9 +74,10 @@ def grpc_healthy(address: str, service: str, timeout: float = 1.0) -> bool:
     return response.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def http_healthy(url: str, timeout: float = 1.0) -> bool:
+def http_healthy(url: str, timeout: float = 1.0, verify: str | bool = True) -> bool:
+    """GET `url` answers 200; `verify` is the CA file (or bool) for an https URL."""
     try:
-        return httpx.get(url, timeout=timeout).status_code == 200
+        return httpx.get(url, timeout=timeout, verify=verify).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -119,7 +126,24 @@ class Topology:
 
     @property
     def gateway_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['gateway']}"
+        scheme = "https" if self.extra_env.get("GATEWAY_TLS_CERT_FILE") else "http"
+        return f"{scheme}://127.0.0.1:{self.ports['gateway']}"
+
+    @cached_property
+    def api_key(self) -> str:
+        """An admin key of the default tenant in this topology's database, created on first use (as `make
+        run` creates one): what tests and tools send to the gateway."""
+        from meterdata.apikeys import create_key
+
+        return create_key(make_engine(self.database_url), DEFAULT_TENANT, "admin", "topology").key
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    def client_settings(self) -> Settings:
+        """Settings of a client of this topology (TLS towards its services when they use it)."""
+        return Settings(_env_file=None, grpc_tls_ca_file=self.extra_env.get("GRPC_TLS_CA_FILE", ""))  # type: ignore[call-arg]
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -159,8 +183,8 @@ class Topology:
 
     def is_healthy(self, name: str) -> bool:
         if name == "gateway":
-            return http_healthy(f"{self.gateway_url}/healthz")
-        return grpc_healthy(self.address(name), GRPC_SERVICE_NAMES[name])
+            return http_healthy(f"{self.gateway_url}/healthz", verify=self.extra_env.get("GRPC_TLS_CA_FILE") or True)
+        return grpc_healthy(self.address(name), GRPC_SERVICE_NAMES[name], settings=self.client_settings())
 
     def wait_healthy(self, name: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -184,6 +208,15 @@ class Topology:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def development_key(database_url: str) -> str:
+    """`make run`'s key (tenant default, scope admin): the previous run's key is revoked, a new one made."""
+    from meterdata.apikeys import create_key, revoke_keys_with_note
+
+    engine = make_engine(database_url)
+    revoke_keys_with_note(engine, DEFAULT_TENANT, DEV_KEY_NOTE)
+    return create_key(engine, DEFAULT_TENANT, "admin", DEV_KEY_NOTE).key
 
 
 def prepare_database(settings: Settings) -> str:
@@ -224,10 +257,14 @@ def run(settings: Settings) -> int:
         print("services: starting " + ", ".join(f"{n} on :{p}" for n, p in ports.items()))
         topology.start()
         pull_through_service(settings, topology.address("ingest"), source)
+        key = development_key(database_url)
         print()
-        print(f"gateway:  {topology.gateway_url}/            (dashboard)")
+        print(f"API key:  {key}")
+        print("          (development key: tenant default, scope admin; a new one on every `make run`)")
+        print(f"          export METERDATA_KEY={key}")
+        print(f"gateway:  {topology.gateway_url}/#key={key}   (dashboard, signed in with the key)")
         print(f"API docs: {topology.gateway_url}/docs")
-        print(f"example:  curl '{topology.gateway_url}/api/v1/meters'")
+        print(f"example:  curl -H \"Authorization: Bearer $METERDATA_KEY\" '{topology.gateway_url}/api/v1/meters'")
         print(f"logs:     {topology.log_dir}/")
         print("Ctrl-C stops everything.")
         while not stopping:

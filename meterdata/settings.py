@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from meterdata import PROJECT_ROOT
+from meterdata.tenancy import is_tenant
 
 PUBLIC_BUCKET_URL = "https://exnaton-public-s3-bucket20230329123331528000000001.s3.eu-central-1.amazonaws.com"
 PUBLISHED_MUIDS = ("95ce3367-cbce-4a4d-bbe3-da082831d7bd", "1db7649e-9342-4e04-97c7-f0ebb88ed1f8")
@@ -79,12 +80,35 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "text"
 
+    # Security: tenants, API keys, limits, TLS (docs/DEPLOY.md, "Security").
+    grpc_default_tenant: str = Field(
+        "", description="tenant assumed for a gRPC call without x-meterdata-tenant; empty: such calls are refused"
+    )
+    api_key_cache_seconds: float = Field(30.0, ge=0, description="how long the gateway trusts a verified key")
+    metrics_require_key: bool = False
+    rate_limit_per_second: float = Field(50.0, ge=0, description="requests per second per API key; 0 turns it off")
+    rate_limit_burst: int = Field(100, ge=1)
+    max_request_body_bytes: int = Field(65_536, ge=1)
+    grpc_max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    grpc_tls_cert_file: str = ""
+    grpc_tls_key_file: str = ""
+    grpc_tls_ca_file: str = ""
+    gateway_tls_cert_file: str = ""
+    gateway_tls_key_file: str = ""
+
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         """In production a wildcard CORS origin is a mistake, not a default (the embedded database is
         refused where a database is opened: processes that need none need no DATABASE_URL)."""
         if self.environment == "production" and "*" in self.cors_origins:
             raise ValueError("CORS_ORIGINS must not contain '*' when ENVIRONMENT=production")
+        for prefix in ("grpc_tls", "gateway_tls"):
+            if bool(getattr(self, f"{prefix}_cert_file")) != bool(getattr(self, f"{prefix}_key_file")):
+                raise ValueError(
+                    f"{prefix.upper()}_CERT_FILE and {prefix.upper()}_KEY_FILE are set together or not at all"
+                )
+        if self.grpc_default_tenant and not is_tenant(self.grpc_default_tenant):
+            raise ValueError("GRPC_DEFAULT_TENANT is not a tenant name (lower-case letters, digits, '_' and '-')")
         return self
 
 

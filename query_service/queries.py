@@ -151,23 +151,24 @@ class Queries:
         self.engine = engine
         self.settings = settings
 
-    def list_meters(self, page_size: int, page_token: str) -> tuple[list[MeterInfo], str]:
+    def list_meters(self, tenant: str, page_size: int, page_token: str) -> tuple[list[MeterInfo], str]:
         limit = paging.page_size(page_size, METERS_PAGE_DEFAULT, METERS_PAGE_MAX)
-        query = fingerprint("meters")
+        query = fingerprint("meters", tenant)
         after = decode_token(page_token, query)
         with session_scope(self.engine) as connection:
-            rows = repository.list_meters(connection, after, limit + 1)
+            rows = repository.list_meters(connection, tenant, after, limit + 1)
         meters = [meter_info(r) for r in rows[:limit]]
         next_token = encode_token(query, meters[-1].muid) if len(rows) > limit else ""
         return meters, next_token
 
-    def get_meter(self, muid: str) -> MeterInfo:
+    def get_meter(self, tenant: str, muid: str) -> MeterInfo:
         muid = normalize_muid(muid)
         with session_scope(self.engine) as connection:
-            return self._meter(connection, muid)
+            return self._meter(connection, tenant, muid)
 
-    def _meter(self, connection: Connection, muid: str) -> MeterInfo:
-        row = repository.get_meter(connection, muid)
+    def _meter(self, connection: Connection, tenant: str, muid: str) -> MeterInfo:
+        """The tenant's meter; another tenant's meter is NOT_FOUND with the same words as a missing one."""
+        row = repository.get_meter(connection, tenant, muid)
         if row is None:
             raise NotFound(f"no meter {muid}", "muid")
         return meter_info(row)
@@ -189,6 +190,7 @@ class Queries:
     def list_readings(
         self,
         *,
+        tenant: str,
         muid: str,
         obis: str,
         start: datetime | None,
@@ -201,16 +203,17 @@ class Queries:
         obis = normalize_obis(obis) if obis.strip() else ""
         check_range(start, end)
         limit = paging.page_size(page_size, READINGS_PAGE_DEFAULT, self.settings.max_page_size)
-        query = fingerprint("readings", muid, obis, start, end, descending)
+        query = fingerprint("readings", tenant, muid, obis, start, end, descending)
         cursor = decode_token(page_token, query)
         try:
             after = datetime.fromisoformat(cursor) if cursor is not None else None
         except ValueError as exc:
             raise InvalidArgument("page_token", "not a page token issued by this service") from exc
         with session_scope(self.engine) as connection:
-            channel = self._channel(self._meter(connection, muid), obis)
+            channel = self._channel(self._meter(connection, tenant, muid), obis)
             rows = repository.list_readings(
                 connection,
+                tenant=tenant,
                 muid=muid,
                 obis=channel.obis,
                 start=start or _EARLIEST,
@@ -226,6 +229,7 @@ class Queries:
     def series(
         self,
         *,
+        tenant: str,
         muid: str,
         obis: str,
         start: datetime | None,
@@ -241,7 +245,7 @@ class Queries:
         zone = parse_zone(zone_name)
         check_range(start, end)
         with session_scope(self.engine) as connection:
-            channel = self._channel(self._meter(connection, muid), obis)
+            channel = self._channel(self._meter(connection, tenant, muid), obis)
             if start is None and channel.first_ts is not None:
                 start = bucket_around(channel.first_ts, interval, zone).start
             if end is None and channel.last_ts is not None:
@@ -257,7 +261,7 @@ class Queries:
                 # follows the hours asked for, not the readings stored.
                 hourly = interval != Interval.QUARTER_HOUR and all(whole_hour(b) for b in bounds)
                 rows = repository.series_aggregates(
-                    connection, muid=muid, obis=channel.obis, bounds=bounds, hourly=hourly
+                    connection, tenant=tenant, muid=muid, obis=channel.obis, bounds=bounds, hourly=hourly
                 )
         unit = COUNT_UNIT if aggregation == "count" else channel.unit
         return SeriesResult(

@@ -8,6 +8,10 @@ a double holds (the upstream's `0.035500000000000004` is `0.0355`), so a day's t
 and min/max are picked in float and rounded once, which keeps the query at about twice the cost of
 pure float arithmetic instead of five times. Reading pages use keyset pagination on the primary key (muid, obis, ts),
 never OFFSET, so every page costs one index range scan however deep the client has paged.
+
+Every statement is scoped by the caller's tenant (`:tenant`): meters are filtered by it, and the
+readings and series statements repeat the check (`_OWNED`, a one-time probe of the meter's primary
+key), so a meter of another tenant yields nothing even if a caller skipped the meter lookup.
 """
 
 from __future__ import annotations
@@ -53,12 +57,15 @@ class AggregateRow:
     max: float | None
 
 
+# The meter belongs to the caller's tenant: PostgreSQL evaluates it once per statement (an InitPlan).
+_OWNED = "EXISTS (SELECT 1 FROM meters o WHERE o.muid = CAST(:muid AS uuid) AND o.tenant = :tenant)"
+
 _METERS = text(
     """
     SELECT m.muid::text AS muid, m.tenant, c.obis, c.first_ts, c.last_ts, c.reading_count
     FROM (
         SELECT muid, tenant FROM meters
-        WHERE CAST(:after AS uuid) IS NULL OR muid > CAST(:after AS uuid)
+        WHERE tenant = :tenant AND (CAST(:after AS uuid) IS NULL OR muid > CAST(:after AS uuid))
         ORDER BY muid
         LIMIT :limit
     ) m
@@ -71,15 +78,19 @@ _METER = text(
     """
     SELECT m.muid::text AS muid, m.tenant, c.obis, c.first_ts, c.last_ts, c.reading_count
     FROM meters m LEFT JOIN meter_channels c ON c.muid = m.muid
-    WHERE m.muid = CAST(:muid AS uuid)
+    WHERE m.muid = CAST(:muid AS uuid) AND m.tenant = :tenant
     ORDER BY c.obis
     """
 )
 
-_READINGS_SELECT = """
+_READINGS_SELECT = (
+    """
     SELECT ts, value, quality, measurement FROM readings
-    WHERE muid = CAST(:muid AS uuid) AND obis = :obis AND ts >= :start AND ts < :end
+    WHERE muid = CAST(:muid AS uuid) AND obis = :obis AND ts >= :start AND ts < :end AND """
+    + _OWNED
+    + """
 """
+)
 # (descending, has cursor) -> statement; the four shapes are constants, values are always bound.
 _READINGS = {
     (False, False): text(_READINGS_SELECT + " ORDER BY ts ASC LIMIT :limit"),
@@ -94,7 +105,9 @@ _SERIES = text(
            count(*) AS n, sum(value::numeric) AS sum, sum(value::numeric) / count(*) AS mean,
            min(value)::numeric AS min, max(value)::numeric AS max
     FROM readings
-    WHERE muid = CAST(:muid AS uuid) AND obis = :obis AND ts >= :start AND ts < :end
+    WHERE muid = CAST(:muid AS uuid) AND obis = :obis AND ts >= :start AND ts < :end AND """
+    + _OWNED
+    + """
     GROUP BY 1
     ORDER BY 1
     """
@@ -109,7 +122,9 @@ _SERIES_HOURLY = text(
            sum(reading_count) AS n, sum(value_sum::numeric) AS sum, sum(value_sum::numeric) / sum(reading_count) AS mean,
            min(value_min)::numeric AS min, max(value_max)::numeric AS max
     FROM readings_hourly
-    WHERE muid = CAST(:muid AS uuid) AND obis = :obis AND hour >= :start AND hour < :end
+    WHERE muid = CAST(:muid AS uuid) AND obis = :obis AND hour >= :start AND hour < :end AND """
+    + _OWNED
+    + """
     GROUP BY 1
     ORDER BY 1
     """
@@ -141,19 +156,21 @@ def _meters_from_rows(rows: list) -> list[MeterRow]:  # type: ignore[type-arg]
     return list(meters.values())
 
 
-def list_meters(connection: Connection, after: str | None, limit: int) -> list[MeterRow]:
-    """Up to `limit` meters with muid > `after`, ordered by muid, each with its channels."""
-    return _meters_from_rows(connection.execute(_METERS, {"after": after, "limit": limit}).all())
+def list_meters(connection: Connection, tenant: str, after: str | None, limit: int) -> list[MeterRow]:
+    """Up to `limit` meters of `tenant` with muid > `after`, ordered by muid, each with its channels."""
+    return _meters_from_rows(connection.execute(_METERS, {"tenant": tenant, "after": after, "limit": limit}).all())
 
 
-def get_meter(connection: Connection, muid: str) -> MeterRow | None:
-    meters = _meters_from_rows(connection.execute(_METER, {"muid": muid}).all())
+def get_meter(connection: Connection, tenant: str, muid: str) -> MeterRow | None:
+    """The meter when it belongs to `tenant`, else None (another tenant's meter is not found either)."""
+    meters = _meters_from_rows(connection.execute(_METER, {"tenant": tenant, "muid": muid}).all())
     return meters[0] if meters else None
 
 
 def list_readings(
     connection: Connection,
     *,
+    tenant: str,
     muid: str,
     obis: str,
     start: datetime,
@@ -164,7 +181,7 @@ def list_readings(
 ) -> list[ReadingRow]:
     """Readings in `[start, end)` after the cursor `after` (in the page order)."""
     statement = _READINGS[(descending, after is not None)]
-    params = {"muid": muid, "obis": obis, "start": start, "end": end, "after": after, "limit": limit}
+    params = {"tenant": tenant, "muid": muid, "obis": obis, "start": start, "end": end, "after": after, "limit": limit}
     return [ReadingRow(r.ts, r.value, r.quality, r.measurement) for r in connection.execute(statement, params)]
 
 
@@ -180,11 +197,11 @@ def _float(value: Any) -> float | None:
 
 
 def series_aggregates(
-    connection: Connection, *, muid: str, obis: str, bounds: list[datetime], hourly: bool = False
+    connection: Connection, *, tenant: str, muid: str, obis: str, bounds: list[datetime], hourly: bool = False
 ) -> list[AggregateRow]:
     """Aggregates of the non-empty buckets `[bounds[i-1], bounds[i])`, by 1-based bucket number;
     `hourly` reads the rollup (every bound must then be a whole UTC hour)."""
-    params = {"muid": muid, "obis": obis, "bounds": bounds, "start": bounds[0], "end": bounds[-1]}
+    params = {"tenant": tenant, "muid": muid, "obis": obis, "bounds": bounds, "start": bounds[0], "end": bounds[-1]}
     return _aggregates(connection, _SERIES_HOURLY if hourly else _SERIES, params)
 
 

@@ -1,4 +1,8 @@
-"""The QueryService gRPC servicer: parse the request, call `Queries`, build the response."""
+"""The QueryService gRPC servicer: parse the request, call `Queries`, build the response.
+
+Every call acts for the tenant named in its metadata (`meterdata.tenancy`); `Queries` scopes its SQL by
+it. The same process serves `ApiKeyService`, which verifies API keys for the gateway (see `keys.py`).
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,12 @@ from meterdata.db import engine_from_settings, require_current_schema
 from meterdata.errors import InvalidArgument
 from meterdata.grpc_server import serve
 from meterdata.settings import Settings
+from meterdata.tenancy import caller_tenant
 from meterdata.timeconv import optional_from_timestamp, to_timestamp
-from meterdata.v1 import common_pb2, query_pb2, query_pb2_grpc
+from meterdata.v1 import auth_pb2_grpc, common_pb2, query_pb2, query_pb2_grpc
 from query_service.buckets import Interval
+from query_service.keys import KEYS_SERVICE_NAME, ApiKeyServicer
 from query_service.queries import Aggregation, ChannelInfo, MeterInfo, Queries, SeriesResult
-
-DEFAULT_TENANT = "default"  # until keys carry a tenant (issue 7), every caller sees the default tenant
 
 SERVICE_NAME = "meterdata.v1.QueryService"
 
@@ -83,19 +87,26 @@ def meter_message(meter: MeterInfo) -> common_pb2.Meter:
 class QueryServicer(query_pb2_grpc.QueryServiceServicer):
     def __init__(self, queries: Queries) -> None:
         self.queries = queries
+        self.default_tenant = queries.settings.grpc_default_tenant
+
+    def _tenant(self, context: grpc.aio.ServicerContext) -> str:
+        return caller_tenant(context, self.default_tenant)
 
     async def ListMeters(
         self, request: query_pb2.ListMetersRequest, context: grpc.aio.ServicerContext
     ) -> query_pb2.ListMetersResponse:
-        meters, token = await asyncio.to_thread(self.queries.list_meters, request.page_size, request.page_token)
+        tenant = self._tenant(context)
+        meters, token = await asyncio.to_thread(self.queries.list_meters, tenant, request.page_size, request.page_token)
         return query_pb2.ListMetersResponse(meters=[meter_message(m) for m in meters], next_page_token=token)
 
     async def GetMeter(self, request: query_pb2.GetMeterRequest, context: grpc.aio.ServicerContext) -> common_pb2.Meter:
-        return meter_message(await asyncio.to_thread(self.queries.get_meter, request.muid))
+        tenant = self._tenant(context)
+        return meter_message(await asyncio.to_thread(self.queries.get_meter, tenant, request.muid))
 
     async def ListReadings(
         self, request: query_pb2.ListReadingsRequest, context: grpc.aio.ServicerContext
     ) -> query_pb2.ListReadingsResponse:
+        tenant = self._tenant(context)
         descending = _enum(
             {
                 common_pb2.SORT_ORDER_UNSPECIFIED: False,
@@ -108,6 +119,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         )
         page = await asyncio.to_thread(
             lambda: self.queries.list_readings(
+                tenant=tenant,
                 muid=request.muid,
                 obis=request.obis,
                 start=optional_from_timestamp(request, "start"),
@@ -135,10 +147,12 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
     async def GetSeries(
         self, request: query_pb2.GetSeriesRequest, context: grpc.aio.ServicerContext
     ) -> query_pb2.Series:
+        tenant = self._tenant(context)
         interval = _enum(INTERVALS, request.interval, "interval", common_pb2.Interval)  # type: ignore[arg-type]
         aggregation = _enum(AGGREGATIONS, request.aggregation, "aggregation", common_pb2.Aggregation)  # type: ignore[arg-type]
         result = await asyncio.to_thread(
             lambda: self.queries.series(
+                tenant=tenant,
                 muid=request.muid,
                 obis=request.obis,
                 start=optional_from_timestamp(request, "start"),
@@ -153,11 +167,12 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
     async def GetFleetSeries(
         self, request: query_pb2.GetFleetSeriesRequest, context: grpc.aio.ServicerContext
     ) -> query_pb2.Series:
+        tenant = self._tenant(context)
         interval = _enum(INTERVALS, request.interval, "interval", common_pb2.Interval)  # type: ignore[arg-type]
         aggregation = _enum(AGGREGATIONS, request.aggregation, "aggregation", common_pb2.Aggregation)  # type: ignore[arg-type]
         result = await asyncio.to_thread(
             lambda: self.queries.fleet_series(
-                tenant=DEFAULT_TENANT,
+                tenant=tenant,
                 obis=request.obis,
                 start=optional_from_timestamp(request, "start"),
                 end=optional_from_timestamp(request, "end"),
@@ -193,11 +208,19 @@ async def main(settings: Settings) -> None:
     engine = engine_from_settings(settings)
     require_current_schema(engine)
     servicer = QueryServicer(Queries(engine, settings))
+    keys = ApiKeyServicer(engine)
+
+    def register(server: grpc.aio.Server) -> None:
+        query_pb2_grpc.add_QueryServiceServicer_to_server(servicer, server)
+        auth_pb2_grpc.add_ApiKeyServiceServicer_to_server(keys, server)
+
     await serve(
         service_name=SERVICE_NAME,
-        register=lambda server: query_pb2_grpc.add_QueryServiceServicer_to_server(servicer, server),
+        register=register,
         host=settings.grpc_listen_host,
         port=settings.query_port,
         grace_seconds=settings.grpc_shutdown_grace_seconds,
         on_shutdown=lambda: asyncio.to_thread(engine.dispose),
+        settings=settings,
+        also_serves=(KEYS_SERVICE_NAME,),
     )

@@ -42,7 +42,7 @@ def client(engine, database_url: str, tmp_path_factory: pytest.TempPathFactory) 
     topology = Topology.on_free_ports(database_url, tmp_path_factory.mktemp("analytics-gateway-logs"))
     topology.start(["query", "analytics", "gateway"])
     try:
-        with httpx.Client(base_url=topology.gateway_url, timeout=60) as http:
+        with httpx.Client(base_url=topology.gateway_url, headers=topology.auth_headers, timeout=60) as http:
             yield http
     finally:
         topology.stop()

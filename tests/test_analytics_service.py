@@ -45,7 +45,7 @@ def topology(engine, database_url: str, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture(scope="module")
 def stub(topology: Topology) -> Iterator[analytics_pb2_grpc.AnalyticsServiceStub]:
-    with sync_channel(topology.address("analytics")) as channel:
+    with sync_channel(topology.address("analytics"), tenant="default") as channel:
         yield analytics_pb2_grpc.AnalyticsServiceStub(channel)
 
 

@@ -124,7 +124,7 @@ def stack(database_url: str, engine: Engine, tmp_path_factory: pytest.TempPathFa
 
 @pytest.fixture(scope="module")
 def api(stack: Topology) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.gateway_url, timeout=30) as client:
+    with httpx.Client(base_url=stack.gateway_url, headers=stack.auth_headers, timeout=30) as client:
         yield client
 
 
@@ -143,7 +143,7 @@ def open_page(browser: Browser, stack: Topology, width: int, query: str = "") ->
     page.set_default_timeout(TIMEOUT_MS)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(f"{stack.gateway_url}/{query}")
+    page.goto(f"{stack.gateway_url}/{query}#key={stack.api_key}")  # the page keeps the key, drops the fragment
     return page, errors
 
 

@@ -47,7 +47,7 @@ def fleet(database_url: str, engine, tmp_path_factory: pytest.TempPathFactory) -
     revised = [b for b in blocks if b.muid == blocks[0].muid]
     for block in revised:  # the upstream corrects every tenth reading of the first meter
         block.values[::10] = np.round(block.values[::10] + 0.5, 4)
-    with sync_channel(topology.address("ingest")) as channel:
+    with sync_channel(topology.address("ingest"), tenant="default") as channel:
         stub = ingest_pb2_grpc.IngestServiceStub(channel)
         original = list(generate(METERS, DAYS, start=START, seed=11, block_days=5, channels=(IMPORT_OBIS,)))
         first = stub.WriteReadings(requests(original), timeout=120)
@@ -62,7 +62,7 @@ def fleet(database_url: str, engine, tmp_path_factory: pytest.TempPathFactory) -
             "value": np.concatenate([b.values for b in blocks]),
         }
     )
-    yield topology.gateway_url, frame
+    yield topology.gateway_url, frame, topology.auth_headers
     topology.stop()
 
 
@@ -72,10 +72,11 @@ def local_daily(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_fleet_daily_totals_equal_the_raw_readings_across_dst(fleet) -> None:  # type: ignore[no-untyped-def]
-    gateway, frame = fleet
+    gateway, frame, headers = fleet
     body = httpx.get(
         f"{gateway}/api/v1/fleet/series",
         params={"obis": IMPORT_OBIS, "interval": "day", "tz": "Europe/Zurich"},
+        headers=headers,
         timeout=30,
     ).json()
     expected = local_daily(frame)
@@ -91,13 +92,14 @@ def test_fleet_daily_totals_equal_the_raw_readings_across_dst(fleet) -> None:  #
 
 
 def test_per_meter_hour_and_day_series_from_the_rollup_equal_the_raw_readings(fleet) -> None:  # type: ignore[no-untyped-def]
-    gateway, frame = fleet
+    gateway, frame, headers = fleet
     muid = frame["muid"].iloc[0]  # the revised meter
     mine = frame[frame["muid"] == muid]
     for interval, agg in (("day", "sum"), ("hour", "mean"), ("week", "max")):
         body = httpx.get(
             f"{gateway}/api/v1/meters/{muid}/series",
             params={"obis": IMPORT_OBIS, "interval": interval, "agg": agg, "tz": "Europe/Zurich"},
+            headers=headers,
             timeout=30,
         ).json()
         local = mine.assign(key=mine["ts"].dt.tz_convert("Europe/Zurich"))
@@ -124,8 +126,10 @@ def test_per_meter_hour_and_day_series_from_the_rollup_equal_the_raw_readings(fl
     ],
 )
 def test_fleet_errors_name_the_parameter(fleet, params: dict[str, str], name: str) -> None:  # type: ignore[no-untyped-def]
-    gateway, _ = fleet
-    response = httpx.get(f"{gateway}/api/v1/fleet/series", params={"obis": IMPORT_OBIS, **params}, timeout=30)
+    gateway, _, headers = fleet
+    response = httpx.get(
+        f"{gateway}/api/v1/fleet/series", params={"obis": IMPORT_OBIS, **params}, headers=headers, timeout=30
+    )
     assert response.status_code == 400
     assert response.headers["content-type"].startswith("application/problem+json")
     assert name in [p["name"] for p in response.json()["invalid_params"]]

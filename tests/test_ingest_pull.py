@@ -28,7 +28,7 @@ def ingest(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     env = {"UPSTREAM_BACKOFF_SECONDS": "0.01", "UPSTREAM_RETRIES": "3", "UPSTREAM_PAGE_LIMIT": str(PAGE_LIMIT)}
     topology = Topology.on_free_ports(database_url, tmp_path_factory.mktemp("ingest-logs"), env)
     topology.start(["ingest"])
-    with sync_channel(topology.address("ingest")) as channel:
+    with sync_channel(topology.address("ingest"), tenant="default") as channel:
         yield ingest_pb2_grpc.IngestServiceStub(channel)
     topology.stop()
 

@@ -33,7 +33,7 @@ def address(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 @pytest.fixture
 def stub(address: str) -> Iterator[ingest_pb2_grpc.IngestServiceStub]:
-    with sync_channel(address) as channel:
+    with sync_channel(address, tenant="default") as channel:
         yield ingest_pb2_grpc.IngestServiceStub(channel)
 
 

@@ -48,7 +48,44 @@ PROBLEM_EXAMPLES: dict[int, dict[str, Any]] = {
         "backend": "query",
     },
 }
+PROBLEM_EXAMPLES.update(
+    {
+        401: {
+            "type": "about:blank",
+            "title": "API key required",
+            "status": 401,
+            "detail": "the API key is not valid (unknown, revoked or malformed)",
+            "instance": "/api/v1/meters",
+        },
+        403: {
+            "type": "about:blank",
+            "title": "Not allowed for this API key",
+            "status": 403,
+            "detail": "the API key's scope 'read' does not allow POST /api/v1/ingest/runs; it needs admin or ingest",
+            "instance": "/api/v1/ingest/runs",
+        },
+        413: {
+            "type": "about:blank",
+            "title": "Request body too large",
+            "status": 413,
+            "detail": "the request body is larger than 65536 bytes (MAX_REQUEST_BODY_BYTES)",
+            "instance": "/api/v1/ingest/runs",
+        },
+        429: {
+            "type": "about:blank",
+            "title": "Too many requests",
+            "status": 429,
+            "detail": "rate limit of this API key exceeded (50 requests per second, bursts of 100); retry after the "
+            "time in Retry-After",
+            "instance": "/api/v1/meters",
+        },
+    }
+)
 DESCRIPTIONS = {
+    401: "No API key, or one that is unknown, revoked or malformed (`WWW-Authenticate: Bearer`).",
+    403: "The API key's scope does not allow this request (`read`: GET; `ingest`: /ingest; `admin`: all).",
+    413: "The request body is larger than the server's MAX_REQUEST_BODY_BYTES.",
+    429: "The API key sent more requests than its rate limit allows; retry after `Retry-After` seconds.",
     400: "A parameter is invalid; `invalid_params` names it.",
     404: "The meter, channel or run does not exist; `invalid_params` names the parameter.",
     503: "A backend service is down; retry later.",

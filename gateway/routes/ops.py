@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway.deps import GatewayDep
+from gateway.deps import AppDep
 from gateway.schemas import Health, Readiness
 
 router = APIRouter(tags=["operations"])
@@ -48,7 +48,7 @@ async def healthz() -> dict[str, str]:
         }
     },
 )
-async def readyz(gateway: GatewayDep) -> JSONResponse:
+async def readyz(gateway: AppDep) -> JSONResponse:
     names = list(gateway.backends.addresses)
     states = dict(zip(names, await asyncio.gather(*(gateway.backends.health(n) for n in names)), strict=True))
     ready = all(state == "serving" for state in states.values())
@@ -61,7 +61,8 @@ async def readyz(gateway: GatewayDep) -> JSONResponse:
     "/metrics",
     summary="Prometheus metrics",
     description="Request counts and latency by route template and status, and backend call latency by method "
-    "and gRPC status, in the Prometheus text format.",
+    "and gRPC status, in the Prometheus text format. Open unless the server sets METRICS_REQUIRE_KEY, which "
+    "asks for an API key of scope `admin`.",
     response_class=Response,
     responses={
         200: {
@@ -74,5 +75,5 @@ async def readyz(gateway: GatewayDep) -> JSONResponse:
         }
     },
 )
-async def metrics(gateway: GatewayDep) -> Response:
+async def metrics(gateway: AppDep) -> Response:
     return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -38,7 +38,7 @@ def stack(database_url: str, seeded: Engine, tmp_path_factory: pytest.TempPathFa
         topology = Topology.on_free_ports(database_url, tmp_path_factory.mktemp("api-logs"), env)
         topology.start(["query", "ingest", "gateway"])
         try:
-            with httpx.Client(base_url=topology.gateway_url, timeout=30) as client:
+            with httpx.Client(base_url=topology.gateway_url, headers=topology.auth_headers, timeout=30) as client:
                 yield Stack(topology, client, mirror)
         finally:
             topology.stop()

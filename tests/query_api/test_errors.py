@@ -117,7 +117,7 @@ def test_stopped_query_service_is_503_within_the_deadline(database_url: str, see
     topology = Topology.on_free_ports(database_url, tmp_path, {"GRPC_DEADLINE_SECONDS": str(deadline)})
     topology.start(["query", "gateway"])
     try:
-        with httpx.Client(base_url=topology.gateway_url, timeout=30) as client:
+        with httpx.Client(base_url=topology.gateway_url, headers=topology.auth_headers, timeout=30) as client:
             assert client.get(SERIES, params={"interval": "day"}).status_code == 200
             topology.stop(["query"])
             for path in (SERIES, "/api/v1/meters", f"/api/v1/meters/{IMPORT_MUID}"):
@@ -142,7 +142,7 @@ def test_hung_query_service_is_504_at_the_deadline(database_url: str, blackhole:
     topology = Topology.on_free_ports(database_url, tmp_path, env)
     topology.start(["gateway"])
     try:
-        with httpx.Client(base_url=topology.gateway_url, timeout=30) as client:
+        with httpx.Client(base_url=topology.gateway_url, headers=topology.auth_headers, timeout=30) as client:
             started = time.monotonic()
             response = client.get(SERIES)
             elapsed = time.monotonic() - started

@@ -28,7 +28,7 @@ TIMEOUT = 10
 
 @pytest.fixture(scope="module")
 def channel(stack: Stack) -> Iterator[grpc.Channel]:
-    with sync_channel(stack.topology.address("query")) as channel:
+    with sync_channel(stack.topology.address("query"), tenant="default") as channel:
         yield channel
 
 

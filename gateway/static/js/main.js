@@ -3,7 +3,7 @@
 // Everything the page shows is also kept on `window.dashboard` (the API's JSON as received, and the
 // totals computed from it), so that a test or a curious developer can compare it with the API.
 
-import { ApiError, apiUrl, getJson } from "./api.js";
+import { ApiError, apiFetch, apiKey, apiUrl, download, getJson, setApiKey } from "./api.js";
 import { categoryChart, chartData, chartScale, destroyChart, fmt, heatmapTable, lagChart, timeChart, zoom, COLORS } from "./charts.js";
 
 const $ = (selector) => document.querySelector(selector);
@@ -67,6 +67,7 @@ function setState(name, state, statusEl, message = "") {
     const missing = error.status === 404 && !error.invalidParams?.length && /not found/i.test(error.detail);
     const headline = missing ? "Not available on this gateway" : `Error ${error.status ? `HTTP ${error.status}` : ""} · ${error.title}`;
     statusEl.append(el("strong", {}, headline), missing ? `the API has no route for this view yet (${error.detail})` : error.detail);
+    if (error.status === 401) statusEl.append(el("span", { class: "hint" }, " Enter an API key in the field at the top of the page."));
   } else if (message) statusEl.textContent = message;
   if (state !== "error") delete dashboard.errors[name];
 }
@@ -339,14 +340,7 @@ async function loadFigure() {
   const kind = $("#figure-kind").value;
   const url = apiUrl(`${API}/meters/${encodeURIComponent(muid)}/plots/${kind}.png`, { ...range, width: 1200, height: 700 });
   const img = $("#figure");
-  await load("figure", $("#figure-status"), async () => {
-    const response = await fetch(url);
-    if (!response.ok) {
-      const body = await response.json().catch(() => ({}));
-      throw new ApiError(response.status, body.title || response.statusText, body.detail, body.invalid_params);
-    }
-    return response.blob();
-  }, (blob) => {
+  await load("figure", $("#figure-status"), async () => (await apiFetch(url, { accept: "image/png" })).blob(), (blob) => {
     if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
     img.src = URL.createObjectURL(blob);
     img.alt = `${$("#figure-kind").selectedOptions[0].textContent} of meter ${muid}, drawn by the analytics service`;
@@ -452,11 +446,57 @@ function setupZoom() {
   });
 }
 
+// ---------------------------------------------------------------- the API key
+
+/** A key handed over in the address (`#key=...`, as `make run` prints it) is stored, then removed from the
+ * address so that it is neither shared with a link nor kept in the history. */
+function takeKeyFromAddress() {
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  if (!fragment.has("key")) return;
+  setApiKey(fragment.get("key").trim());
+  history.replaceState(null, "", location.pathname + location.search);
+}
+
+function setupKey() {
+  const input = $("#api-key");
+  const note = $("#api-key-state");
+  note.textContent = apiKey() ? "key stored in this browser" : "no key yet";
+  $("#key-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    setApiKey(input.value.trim());
+    input.value = "";
+    location.reload();
+  });
+  $("#key-forget").addEventListener("click", () => {
+    setApiKey("");
+    location.reload();
+  });
+}
+
+/** CSV links download with the key: the link keeps its URL (open it in a tool of your own), the click fetches. */
+function setupDownloads() {
+  document.addEventListener("click", (event) => {
+    const link = event.target.closest?.("a[download]");
+    if (!link || !link.getAttribute("href")?.startsWith(API)) return;
+    event.preventDefault();
+    if (link.getAttribute("aria-disabled") === "true") return;
+    download(link.getAttribute("href")).catch((error) => {
+      const status = link.closest("section")?.querySelector(".status") || $("#series-status");
+      status.classList.add("error");
+      status.setAttribute("role", "alert");
+      status.textContent = `Download failed: ${error.detail || error.message}`;
+    });
+  });
+}
+
 // ---------------------------------------------------------------- start
 
 async function start() {
+  takeKeyFromAddress();
+  setupKey();
   setupTabs();
   setupZoom();
+  setupDownloads();
   const status = $("#series-status");
   setState("series", "loading", status, "Loading the meters…");
   let body;
