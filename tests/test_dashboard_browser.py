@@ -428,3 +428,44 @@ def test_narrow_screen_keyboard_and_shared_link(browser: Browser, stack: Topolog
     finally:
         page.context.close()
     assert errors == []
+
+
+def test_the_page_asks_for_a_key_shows_the_401_and_keeps_a_good_key(browser: Browser, stack: Topology) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        page.goto(f"{stack.gateway_url}/")  # a fresh browser: no key stored, none in the address
+        wait_for(page, "series", expected="error")
+        missing = httpx.get(f"{stack.gateway_url}/api/v1/meters", timeout=30)
+        assert missing.status_code == 401
+        status = page.inner_text("#series-status")
+        assert "HTTP 401" in status and missing.json()["detail"] in status and "Enter an API key" in status
+        assert page.evaluate("window.dashboard.errors.series.status") == 401
+        assert page.get_attribute("#api-key", "type") == "password"
+        page.screenshot(path=str(ARTIFACTS / "no-key-1280.png"), full_page=True)
+
+        page.fill("#api-key", "mdk_000000000000_" + "A" * 43)  # well-formed, unknown
+        with page.expect_navigation():
+            page.click("#key-form button[type=submit]")
+        wait_for(page, "series", expected="error")
+        assert "not valid" in page.inner_text("#series-status")
+
+        page.fill("#api-key", stack.api_key)
+        with page.expect_navigation():
+            page.click("#key-form button[type=submit]")
+        wait_for(page, "series")
+        assert page.evaluate("localStorage.getItem('meterdata.apiKey')") == stack.api_key
+        assert page.input_value("#api-key") == "" and "stored" in page.inner_text("#api-key-state")
+    finally:
+        context.close()
+
+    # A key handed over in the address (as `make run` prints it) is kept and removed from the address.
+    page, errors = open_page(browser, stack, 1280)
+    try:
+        wait_for(page, "series")
+        assert "key" not in page.url and stack.api_key not in page.url
+        assert page.evaluate("localStorage.getItem('meterdata.apiKey')") == stack.api_key
+    finally:
+        page.context.close()
+    assert errors == []
