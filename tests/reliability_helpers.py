@@ -42,19 +42,12 @@ def wait_until(check: Callable[[], T], timeout: float, what: str, interval: floa
 UNLIMITED_ENV = {"RATE_LIMIT_PER_SECOND": "0"}
 
 
-# Every gRPC call names the tenant it acts for (the published meters are the default tenant's); servers
-# that do not enforce tenants yet ignore the metadata.
+# Every gRPC call names the tenant it acts for (the published meters are the default tenant's).
 TENANT = (("x-meterdata-tenant", "default"),)
 
 
-def gateway_requires_keys() -> bool:
-    return (PROJECT_ROOT / "gateway" / "auth.py").exists()
-
-
 def api_headers(database_url: str, scope: str = "admin", tenant: str = "default") -> dict[str, str]:
-    """Headers with a fresh API key made by the operators' CLI, or none while the gateway has no keys."""
-    if not gateway_requires_keys():
-        return {}
+    """Headers with a fresh API key, made the way an operator makes one: `python -m gateway keys create`."""
     done = subprocess.run(
         [sys.executable, "-m", "gateway", "keys", "create", "--tenant", tenant, "--scope", scope, "--note", "tests"],
         cwd=PROJECT_ROOT, env={**os.environ, "DATABASE_URL": database_url}, capture_output=True, text=True, timeout=60,
