@@ -31,6 +31,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, text
 
+from meterdata.apikeys import create_key
 from meterdata.runner import SERVICE_MODULES, free_port
 from meterdata.settings import Settings
 from tests.deploy_files import ROOT, command_argv, healthcheck_argv, load_compose, service_environment
@@ -104,15 +105,17 @@ class ComposeAsProcesses:
 
     def environment(self, name: str) -> dict[str, str]:
         compose_env = service_environment(self.compose["services"][name])
-        database = urlsplit(compose_env["DATABASE_URL"])
-        assert database.hostname == "postgres" and database.port == 5432, "DATABASE_URL names the compose postgres"
+        holds_database_url = "DATABASE_URL" in compose_env  # every process but the gateway
+        if holds_database_url:
+            database = urlsplit(compose_env["DATABASE_URL"])
+            assert database.hostname == "postgres" and database.port == 5432, "DATABASE_URL names the compose postgres"
         settings = {name.upper() for name in Settings.model_fields}
         # The host's own meterdata settings (e.g. DATABASE_URL in CI) must not leak in: a container has none.
         env = {key: value for key, value in os.environ.items() if key not in settings}
         env.update({key: self.localize(value) for key, value in compose_env.items()})
         env.update(
             {
-                "DATABASE_URL": self.database_url,
+                **({"DATABASE_URL": self.database_url} if holds_database_url else {}),
                 "GRPC_LISTEN_HOST": env["GRPC_LISTEN_HOST"].replace("0.0.0.0", "127.0.0.1"),
                 "GATEWAY_HOST": env["GATEWAY_HOST"].replace("0.0.0.0", "127.0.0.1"),
                 "UPSTREAM_BASE_URL": self.upstream_url,
@@ -263,7 +266,8 @@ def test_compose_services_run_as_processes(
 
         # The published port: the gateway answers, its backends are ready, and the series is right.
         gateway = f"http://127.0.0.1:{topology.ports['gateway']}"
-        with httpx.Client(base_url=gateway, timeout=30) as client:
+        key = create_key(clean_db, "default", "read", "compose process test").key
+        with httpx.Client(base_url=gateway, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
             assert client.get("/readyz").status_code == 200, client.get("/readyz").text
             for muid in (IMPORT_MUID, EXPORT_MUID):
                 obis, days = expected_daily_sums(muid)
