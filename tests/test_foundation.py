@@ -18,7 +18,11 @@ def test_generated_code_matches_protos() -> None:
         "GetMeter",
         "ListReadings",
         "GetSeries",
+        "GetFleetSeries",
     }
+    from meterdata.v1 import auth_pb2
+
+    assert "VerifyApiKey" in auth_pb2.DESCRIPTOR.services_by_name["ApiKeyService"].methods_by_name
     assert "GetProfile" in analytics_pb2.DESCRIPTOR.services_by_name["AnalyticsService"].methods_by_name
     assert common_pb2.Interval.Name(0) == "INTERVAL_UNSPECIFIED"
 
