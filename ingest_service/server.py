@@ -24,6 +24,7 @@ from ingest_service.validation import (
     Rejection,
     check_columns,
     check_reading,
+    column_rows,
     raw_text,
 )
 from meterdata.db import engine_from_settings, require_current_schema
@@ -176,7 +177,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                 columns.muid, columns.obis, columns.ts_seconds, columns.values, columns.quality,
                 columns.measurement, ceiling, position, f"columns[{index}]",
             )  # fmt: skip
-            position += len(columns.ts_seconds)
+            position += column_rows(len(columns.ts_seconds), len(columns.values))
             result.rejections += rejections
             if block is not None:
                 result.blocks.append(block)

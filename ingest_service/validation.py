@@ -161,9 +161,13 @@ def parse_record(record: Any, ceiling: float, expected_muid: str | None = None) 
     value_keys = [key for key in record if key not in RECORD_KEYS]
     if not value_keys:
         raise RecordError("value", "the record carries no OBIS value key")
+    spelled: dict[str, str] = {}
     for key in value_keys:
         if not is_obis_key(key):
             raise RecordError(key, f"unexpected field {key!r} (neither a record field nor an OBIS code)")
+        if key.upper() in spelled:  # one channel twice in one record: which value is meant?
+            raise RecordError(key, f"the OBIS code {key.upper()} appears twice ({spelled[key.upper()]!r} and {key!r})")
+        spelled[key.upper()] = key
     return [
         check_reading(
             muid, key, record["timestamp"], record[key], tags.get("quality", ""), record["measurement"], ceiling
@@ -219,6 +223,12 @@ def blocks_from_readings(readings: Sequence[ValidReading]) -> list[ColumnBlock]:
     ]
 
 
+def column_rows(timestamps: int, values: int) -> int:
+    """The rows a column block counts for: one per timestamp; a block whose lengths differ is refused
+    row by row, and counts at least one row even without timestamps, so it is never dropped unexplained."""
+    return timestamps if timestamps == values else max(timestamps, 1)
+
+
 def check_columns(
     muid: str, obis: str, ts: Sequence[int], values: Sequence[float], quality: str, measurement: str,
     ceiling: float, offset: int, prefix: str,
@@ -232,8 +242,12 @@ def check_columns(
         return None, [Rejection(offset + i, raw(i), field_name, reason, muid) for i in range(min(len(ts), len(values)))]
 
     if len(ts) != len(values):
-        return None, [Rejection(offset, raw_text({"muid": muid, "obis": obis, "ts_seconds": len(ts), "values": len(values)}),
-                                f"{prefix}.values", f"has {len(values)} values for {len(ts)} timestamps")]  # fmt: skip
+        # Every row is refused (one per timestamp, at least one), so received = stored + rejected holds.
+        reason = f"has {len(values)} values for {len(ts)} timestamps"
+        return None, [Rejection(offset + i, raw_text({"muid": muid, "obis": obis, "ts_seconds": int(ts[i]) if i < len(ts) else None,
+                                                      "value": float(values[i]) if i < len(values) else None}),
+                                f"{prefix}.values", reason)
+                      for i in range(column_rows(len(ts), len(values)))]  # fmt: skip
     try:
         muid = parse_muid(muid, f"{prefix}.muid")
     except RecordError as error:
@@ -334,7 +348,9 @@ def validate_records(records: list[Any], ceiling: float, expected_muid: str | No
             readings = parse_record(record, ceiling, expected_muid)
         except RecordError as error:
             muid = record.get("tags", {}).get("muid") if isinstance(record, dict) else None
-            batch.reject(offset + index, record, error.field, error.reason, muid)
+            batch.reject(
+                offset + index, raw_text(record), error.field, error.reason, muid
+            )  # a string record stays JSON
             continue
         batch.accept(offset + index, record, readings)
     return batch.result
