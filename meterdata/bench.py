@@ -39,6 +39,7 @@ from meterdata.grpc_client import sync_channel
 from meterdata.runner import Topology, free_port, resolve_database_url
 from meterdata.settings import get_settings
 from meterdata.synthetic import IMPORT_OBIS, Block, generate
+from meterdata.tenancy import DEFAULT_TENANT, tenant_metadata
 from meterdata.v1 import ingest_pb2, ingest_pb2_grpc
 
 YEAR_START = datetime(2023, 1, 1, tzinfo=UTC)
@@ -234,7 +235,8 @@ def bench_ingest(size: Size, database_url: str, topology: Topology) -> Result:
 
     with sync_channel(topology.address("ingest")) as channel:
         started = time.perf_counter()
-        run = ingest_pb2_grpc.IngestServiceStub(channel).WriteReadings(requests(), timeout=3600)
+        stub = ingest_pb2_grpc.IngestServiceStub(channel)
+        run = stub.WriteReadings(requests(), timeout=3600, metadata=tenant_metadata(DEFAULT_TENANT))
         ingest_seconds = time.perf_counter() - started
     assert run.inserted == rows, f"ingest inserted {run.inserted} of {rows}"
     memory = peak_rss_mb(topology.processes["ingest"].process.pid)
@@ -270,6 +272,7 @@ def direct_series(database_url: str, muid: str, interval: str, agg: str, days: i
     queries = Queries(make_engine(database_url), Settings(database_url=database_url))
     end = datetime(2024, 1, 1, tzinfo=UTC) if days >= 365 else datetime(2023, 1, 1 + days, tzinfo=UTC)
     return lambda: queries.series(
+        tenant=DEFAULT_TENANT,
         muid=muid,
         obis=IMPORT_OBIS,
         start=YEAR_START,
@@ -280,9 +283,10 @@ def direct_series(database_url: str, muid: str, interval: str, agg: str, days: i
     )
 
 
-def measure_series(size: Size, database_url: str, gateway: str, muid: str) -> dict[str, dict[str, Any]]:
+def measure_series(size: Size, database_url: str, topology: Topology, muid: str) -> dict[str, dict[str, Any]]:
     figures = {}
-    with httpx.Client(timeout=30) as client:
+    gateway = topology.gateway_url
+    with httpx.Client(timeout=30, headers=topology.auth_headers) as client:
         for label, (interval, agg) in SERIES_CALLS.items():
             url = series_url(gateway, muid, interval, agg, size.days)
             response = client.get(url)
@@ -309,7 +313,7 @@ def bench_series(size: Size, database_url: str, topology: Topology) -> tuple[Res
     with engine.connect() as connection:
         muid = connection.execute(text("SELECT muid::text FROM meters ORDER BY muid LIMIT 1")).scalar_one()
     progress(f"{size.small_fleet} meters x {size.days} days loaded ({loaded:,} readings); timing series")
-    small = measure_series(size, database_url, topology.gateway_url, muid)
+    small = measure_series(size, database_url, topology, muid)
     daily = small["daily sums, Europe/Zurich"]
     ratio = daily["gateway"]["p50"] / daily["direct"]["p50"]
     result = Result(
@@ -326,7 +330,7 @@ def bench_growth(size: Size, database_url: str, topology: Topology, muid: str, s
     progress(
         f"grew to {size.large_fleet} meters (+{loaded:,} readings) in {time.perf_counter() - started:.0f} s; timing series"
     )
-    large = measure_series(size, database_url, topology.gateway_url, muid)
+    large = measure_series(size, database_url, topology, muid)
     with make_engine(database_url).connect() as connection:
         readings = connection.execute(
             text("SELECT sum(reading_count) FROM meter_channels WHERE obis = :o"), {"o": IMPORT_OBIS}
@@ -356,7 +360,7 @@ def bench_fleet(size: Size, database_url: str, topology: Topology) -> Result:
     # UTC instants, so the raw SQL below and the gateway cut the same range into the same local days
     url = f"{topology.gateway_url}/api/v1/fleet/series?obis={IMPORT_OBIS}&start=2023-01-01T00:00:00Z&end={end.date()}T00:00:00Z&interval=day&agg=sum&tz=Europe/Zurich"
     engine = make_engine(database_url)
-    with httpx.Client(timeout=60) as client:
+    with httpx.Client(timeout=60, headers=topology.auth_headers) as client:
         response = client.get(url)
         if response.status_code == 404:
             return Result("4. fleet aggregation", "not available: no fleet series route", "", None, "< 1 s", False)
@@ -395,11 +399,11 @@ def series(muid: str):
 '''
 
 
-async def hammer(url: str, clients: int, seconds: float) -> dict[str, Any]:
+async def hammer(url: str, clients: int, seconds: float, headers: dict[str, str] | None = None) -> dict[str, Any]:
     latencies: list[float] = []
     errors = 0
     stop = time.perf_counter() + seconds
-    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=clients)) as client:
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=clients), headers=headers) as client:
 
         async def worker() -> None:
             nonlocal errors
@@ -443,7 +447,7 @@ def bench_throughput(size: Size, database_url: str, topology: Topology, muid: st
                 break
             except httpx.HTTPError:
                 time.sleep(0.2)
-        via_gateway = asyncio.run(hammer(gateway_url, size.clients, size.seconds))
+        via_gateway = asyncio.run(hammer(gateway_url, size.clients, size.seconds, topology.auth_headers))
         progress(f"gateway: {via_gateway['rps']:.0f} req/s, {via_gateway['errors']} errors")
         via_direct = asyncio.run(hammer(f"http://127.0.0.1:{port}/series/{muid}", size.clients, size.seconds))
         progress(f"direct app: {via_direct['rps']:.0f} req/s, {via_direct['errors']} errors")
@@ -512,9 +516,9 @@ def run(size: Size, out_dir: Path) -> list[Result]:
     results: list[Result] = []
     try:
         migrate(database_url)
-        topology = Topology.on_free_ports(
-            database_url, out_dir / ".bench-logs" if size.name == "smoke" else settings.data_dir / "bench-logs"
-        )
+        logs = out_dir / ".bench-logs" if size.name == "smoke" else settings.data_dir / "bench-logs"
+        # The per-key rate limit protects a shared gateway; the load measurements need it out of the way.
+        topology = Topology.on_free_ports(database_url, logs, {"RATE_LIMIT_PER_SECOND": "0"})
         with topology:
             progress(f"services up on free ports, database {name} ({description})")
             results.append(bench_ingest(size, database_url, topology))
