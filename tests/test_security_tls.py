@@ -1,5 +1,6 @@
 """TLS, configured by settings only: the query service serves gRPC over TLS (GRPC_TLS_CERT_FILE/KEY_FILE),
 the gateway calls it over TLS (GRPC_TLS_CA_FILE) and serves HTTPS itself (GATEWAY_TLS_CERT_FILE/KEY_FILE).
+The same query service runs with GRPC_DEFAULT_TENANT, the opt-in for internal calls without a tenant.
 
 The certificates are made here: a throw-away CA and a server certificate for localhost/127.0.0.1 signed
 by it (the `cryptography` package, pinned in requirements-dev.txt).
@@ -108,6 +109,7 @@ def tls(database_url: str, engine: Engine, tmp_path_factory: pytest.TempPathFact
         "GRPC_TLS_CA_FILE": str(pki.ca),
         "GATEWAY_TLS_CERT_FILE": str(pki.cert),
         "GATEWAY_TLS_KEY_FILE": str(pki.key),
+        "GRPC_DEFAULT_TENANT": "default",  # and this installation lets internal calls omit the tenant
         "LOG_LEVEL": "WARNING",
     }
     topology = Topology.on_free_ports(database_url, directory / "logs", env)
@@ -121,10 +123,13 @@ def tls(database_url: str, engine: Engine, tmp_path_factory: pytest.TempPathFact
 def test_grpc_over_tls_with_the_ca_and_only_with_it(tls: tuple[Topology, Pki], tmp_path: Path) -> None:
     topology, _ = tls
     address = topology.address("query")
+    request = query_pb2.ListMetersRequest(page_size=1000)
     with sync_channel(address, topology.client_settings(), tenant="default") as channel:
-        meters = query_pb2_grpc.QueryServiceStub(channel).ListMeters(query_pb2.ListMetersRequest(), timeout=10).meters
-    assert sorted(m.muid for m in meters) == sorted([IMPORT_MUID, EXPORT_MUID])
-    assert {m.reading_count for m in meters} == {2688}
+        meters = query_pb2_grpc.QueryServiceStub(channel).ListMeters(request, timeout=10).meters
+    published = {m.muid: m.reading_count for m in meters if m.muid in (IMPORT_MUID, EXPORT_MUID)}
+    assert published == {IMPORT_MUID: 2688, EXPORT_MUID: 2688}
+    with sync_channel(address, topology.client_settings()) as channel:  # no tenant: GRPC_DEFAULT_TENANT applies
+        assert query_pb2_grpc.QueryServiceStub(channel).ListMeters(request, timeout=10).meters == meters
 
     other = make_pki(tmp_path, "other")
     for settings in (Settings(_env_file=None), Settings(_env_file=None, grpc_tls_ca_file=str(other.ca))):  # type: ignore[call-arg]
