@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
 
 from ingest_service import repository
 from ingest_service.repository import Counts
@@ -127,6 +128,11 @@ class Ingestor:
     def __init__(self, engine: Engine, settings: Settings) -> None:
         self.engine = engine
         self.settings = settings
+        # Each run's own session, holding its locks, comes from an unpooled engine of its own: runs
+        # never take the connections the calls are answered with.
+        self._lease_engine = create_engine(
+            engine.url, poolclass=NullPool, connect_args={"application_name": "meterdata ingest run"}
+        )
         self._leases: dict[int, Connection] = {}  # run id -> the run's own session, holding its locks
         self._notes: dict[int, list[str]] = {}
         self._guard = threading.Lock()
@@ -135,7 +141,7 @@ class Ingestor:
     def start_run(self, kind: str, source: str, muids: Sequence[str], tenant: str = DEFAULT_TENANT) -> int:
         """A new `running` run, created and locked in one transaction so no one sees it unlocked."""
         self.fail_orphaned_runs()
-        connection = self.engine.connect()
+        connection = self._lease_engine.connect()
         try:
             with connection.begin():
                 run_id = repository.create_run(connection, kind, source, muids, tenant)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 from sqlalchemy.engine import RowMapping
@@ -28,7 +29,7 @@ from ingest_service.validation import (
     raw_text,
 )
 from meterdata.db import engine_from_settings, require_current_schema
-from meterdata.errors import InvalidArgument, NotFound
+from meterdata.errors import DomainError, InvalidArgument, NotFound
 from meterdata.grpc_server import serve
 from meterdata.paging import decode_page_token, encode_page_token, page_size
 from meterdata.settings import Settings
@@ -67,11 +68,24 @@ def run_message(row: RowMapping) -> ingest_pb2.IngestRun:
     return run
 
 
+# Pulls run on threads of their own, so that pulls waiting for the upstream or for another pull of the
+# same meter never take the threads the calls are answered on; beyond MAX_PENDING_PULLS started and
+# queued pulls a new one is refused (RESOURCE_EXHAUSTED, 429 at the gateway) rather than piled up.
+PULL_WORKERS = 4
+MAX_PENDING_PULLS = 8
+
+
+class TooManyPulls(DomainError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     def __init__(self, ingestor: Ingestor) -> None:
         self.ingestor = ingestor
         self.settings = ingestor.settings
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Future[list[str]]] = set()
+        self._pulls = ThreadPoolExecutor(PULL_WORKERS, thread_name_prefix="pull")
+        self._pending_pulls = 0
 
     def _tenant(self, context: grpc.aio.ServicerContext) -> str:
         return caller_tenant(context, self.settings.grpc_default_tenant)
@@ -97,14 +111,27 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                 raise NotFound(f"meter {muid} cannot be written by tenant {tenant}", field)
         kind = SOURCE_KINDS.get(request.source_kind, self.settings.upstream_kind)
         plan = PullPlan(muids, request.source_url or self.settings.upstream_base_url, kind, request.full, tenant)  # type: ignore[arg-type]
-        run_id = await asyncio.to_thread(self.ingestor.start_run, "pull", plan.base_url, muids, tenant)
-        job = asyncio.create_task(asyncio.to_thread(self.ingestor.pull, run_id, plan))
+        if self._pending_pulls >= MAX_PENDING_PULLS:
+            raise TooManyPulls(f"{self._pending_pulls} pulls are already running or queued here; retry later")
+        self._pending_pulls += 1
+        try:
+            run_id = await asyncio.to_thread(self.ingestor.start_run, "pull", plan.base_url, muids, tenant)
+        except BaseException:
+            self._pending_pulls -= 1
+            raise
+        job = asyncio.get_running_loop().run_in_executor(self._pulls, self.ingestor.pull, run_id, plan)
+        job.add_done_callback(self._pull_done)
         if request.wait:
             await job
         else:
-            self._background.add(job)  # type: ignore[arg-type]
-            job.add_done_callback(self._background.discard)  # type: ignore[arg-type]
+            self._background.add(job)
+            job.add_done_callback(self._background.discard)
         return await asyncio.to_thread(self._load_run, run_id, tenant)
+
+    def _pull_done(self, job: asyncio.Future[list[str]]) -> None:
+        self._pending_pulls -= 1
+        if not job.cancelled() and job.exception() is not None:
+            log.error("pull ended by an exception", exc_info=job.exception())
 
     async def WriteReadings(
         self, request_iterator: AsyncIterator[ingest_pb2.WriteReadingsRequest], context: grpc.aio.ServicerContext

@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from ingest_service.mirror import Mirror
+from ingest_service.server import MAX_PENDING_PULLS
 from meterdata.grpc_client import sync_channel
 from meterdata.runner import Topology
 from meterdata.v1 import ingest_pb2, ingest_pb2_grpc
@@ -209,6 +210,38 @@ def test_second_pull_skips_a_meter_held_longer_than_it_waits(ingest_patient, mir
         "the first pull finished",
     )
     assert (first.status, first.inserted) == (SUCCEEDED, 2688)
+    assert_exactly_once(clean_db, IMPORT_MUID)
+
+
+def test_a_burst_of_pulls_is_bounded_and_the_service_keeps_answering(
+    ingest_patient, mirror: Mirror, clean_db: Engine
+) -> None:  # type: ignore[no-untyped-def]
+    ingest = ingest_patient
+    mirror.inject(
+        f"/challenge/{IMPORT_MUID}", 200, mirror.files[IMPORT_MUID], "application/json", times=20, delay_seconds=0.5
+    )
+    accepted, refused = [], []
+    for _ in range(12):
+        try:
+            accepted.append(pull(ingest, mirror.url, STATIC, wait=False))
+        except grpc.RpcError as error:
+            refused.append(error)
+    assert len(accepted) == MAX_PENDING_PULLS and len(refused) == 12 - MAX_PENDING_PULLS
+    assert all(e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "retry later" in e.details() for e in refused)  # type: ignore[attr-defined]
+    began = time.monotonic()  # the queued pulls take neither the threads nor the connections of the calls
+    listed = ingest.ListIngestRuns(ingest_pb2.ListIngestRunsRequest(page_size=50), timeout=5, metadata=TENANT)
+    assert (
+        time.monotonic() - began < 1 and sum(r.status == ingest_pb2.INGEST_RUN_STATUS_RUNNING for r in listed.runs) >= 2
+    )
+
+    def finished() -> list[ingest_pb2.IngestRun] | None:
+        runs = [
+            ingest.GetIngestRun(ingest_pb2.GetIngestRunRequest(id=r.id), timeout=5, metadata=TENANT) for r in accepted
+        ]
+        return runs if all(r.finished_at.seconds for r in runs) else None
+
+    runs = wait_until(finished, 30, "every accepted pull ended")
+    assert sum(r.inserted for r in runs) == 2688 and all(r.status == SUCCEEDED or "skipped" in r.error for r in runs)
     assert_exactly_once(clean_db, IMPORT_MUID)
 
 
