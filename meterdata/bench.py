@@ -402,6 +402,7 @@ def series(muid: str):
 async def hammer(url: str, clients: int, seconds: float, headers: dict[str, str] | None = None) -> dict[str, Any]:
     latencies: list[float] = []
     errors = 0
+    kinds: dict[str, int] = {}
     stop = time.perf_counter() + seconds
     async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=clients), headers=headers) as client:
 
@@ -413,14 +414,24 @@ async def hammer(url: str, clients: int, seconds: float, headers: dict[str, str]
                     response = await client.get(url)
                     if response.status_code != 200:
                         errors += 1
-                except httpx.HTTPError:
+                        kinds[f"HTTP {response.status_code}: {response.text[:120]}"] = (
+                            kinds.get(f"HTTP {response.status_code}: {response.text[:120]}", 0) + 1
+                        )
+                except httpx.HTTPError as error:
                     errors += 1
+                    kinds[type(error).__name__] = kinds.get(type(error).__name__, 0) + 1
                 latencies.append(time.perf_counter() - started)
 
         begun = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(clients)))
         elapsed = time.perf_counter() - begun
-    return {"requests": len(latencies), "rps": len(latencies) / elapsed, "errors": errors, **latency_summary(latencies)}
+    return {
+        "requests": len(latencies),
+        "rps": len(latencies) / elapsed,
+        "errors": errors,
+        "error_kinds": kinds,
+        **latency_summary(latencies),
+    }
 
 
 def bench_throughput(size: Size, database_url: str, topology: Topology, muid: str) -> Result:
