@@ -28,7 +28,7 @@ from ingest_service.validation import (
     column_rows,
     raw_text,
 )
-from meterdata.db import engine_from_settings, require_current_schema
+from meterdata.db import database_reachable, engine_from_settings, require_current_schema
 from meterdata.errors import DomainError, InvalidArgument, NotFound
 from meterdata.grpc_server import serve
 from meterdata.paging import decode_page_token, encode_page_token, page_size
@@ -310,4 +310,5 @@ async def main(settings: Settings) -> None:
         port=settings.ingest_port,
         grace_seconds=settings.grpc_shutdown_grace_seconds,
         settings=settings,
+        readiness=lambda: database_reachable(engine),
     )

@@ -40,7 +40,7 @@ def make_engine(url: str, pool_size: int = 5, max_overflow: int = 10) -> Engine:
         pool_pre_ping=True,
         pool_recycle=1800,
         # Sessions in UTC: instants are zone-free inside the services; local buckets name their zone explicitly.
-        connect_args={"application_name": "meterdata", "options": "-c timezone=UTC"},
+        connect_args={"application_name": "meterdata", "options": "-c timezone=UTC", "connect_timeout": 5},
     )
 
 
@@ -109,3 +109,13 @@ def require_current_schema(engine: Engine) -> None:
             f"database schema is at revision {current or 'none'}, this code needs {needed}: "
             "run `python -m meterdata migrate` (make run does it for you)"
         )
+
+
+def database_reachable(engine: Engine) -> bool:
+    """Whether a trivial query answers now: the readiness of the services that need the database."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception:  # noqa: BLE001 - any failure means not ready
+        return False
+    return True

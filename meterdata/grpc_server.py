@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import psycopg2
+import sqlalchemy.exc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -50,8 +52,20 @@ async def _abort(context: grpc.aio.ServicerContext, method: str, exc: BaseExcept
     if isinstance(exc, DomainError):
         log.info("rpc refused", extra=fields(method=method, code=exc.code.name, error=str(exc)))
         await context.abort(exc.code, str(exc), status_metadata(exc))
+    if isinstance(exc, DATABASE_UNREACHABLE):
+        # An outage, not a bug: UNAVAILABLE tells clients (and the gateway: 503) to retry later.
+        log.warning("rpc failed: database unreachable", extra=fields(method=method, error=type(exc).__name__))
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "the database is unreachable; retry later")
     log.exception("rpc failed", extra=fields(method=method))
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}; see the service log")
+
+
+DATABASE_UNREACHABLE = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    psycopg2.OperationalError,
+    psycopg2.InterfaceError,
+)
 
 
 def _wrap_unary(method: str, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
@@ -131,12 +145,17 @@ async def serve(
     on_shutdown: Callable[[], Awaitable[None]] | None = None,
     settings: Settings | None = None,
     also_serves: Sequence[str] = (),
+    readiness: Callable[[], bool] | None = None,
+    readiness_interval: float = 1.0,
 ) -> None:
     """Run one service until SIGTERM/SIGINT, then drain in-flight calls for `grace_seconds`.
 
     `settings` gives the largest message (GRPC_MAX_MESSAGE_BYTES: a bigger one is refused with
     RESOURCE_EXHAUSTED before it is parsed) and TLS; `also_serves` names further services that
-    `register` adds, for health and reflection.
+    `register` adds, for health and reflection. `readiness` (blocking, e.g. "is the database
+    reachable") is polled every `readiness_interval` seconds: the named services' health follows it
+    (readiness probes, the gateway's /readyz), while the server's own "" stays SERVING (liveness), so an
+    outage takes replicas out of rotation without restarting them.
     """
     settings = settings or get_settings()
     limit = settings.grpc_max_message_bytes
@@ -174,7 +193,16 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    watcher = None
+    if readiness is not None:
+        watcher = asyncio.create_task(
+            _follow_readiness(
+                health_servicer, (service_name, *also_serves), readiness, readiness_interval, service_name
+            )
+        )
     await stop.wait()
+    if watcher is not None:
+        watcher.cancel()
 
     log.info("shutting down", extra=fields(service=service_name, grace_seconds=grace_seconds))
     await health_servicer.enter_graceful_shutdown()
@@ -182,3 +210,21 @@ async def serve(
     if on_shutdown is not None:
         await on_shutdown()
     log.info("stopped", extra=fields(service=service_name))
+
+
+async def _follow_readiness(
+    health_servicer: Any, names: Sequence[str], readiness: Callable[[], bool], interval: float, service_name: str
+) -> None:
+    serving = True
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            ready = await asyncio.to_thread(readiness)
+        except Exception:  # noqa: BLE001 - a failing probe means not ready
+            ready = False
+        if ready != serving:
+            serving = ready
+            status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
+            log.warning("readiness changed", extra=fields(service=service_name, ready=ready))
+            for name in names:
+                await health_servicer.set(name, status)

@@ -11,7 +11,7 @@ from datetime import datetime
 
 import grpc
 
-from meterdata.db import engine_from_settings, require_current_schema
+from meterdata.db import database_reachable, engine_from_settings, require_current_schema
 from meterdata.errors import InvalidArgument
 from meterdata.grpc_server import serve
 from meterdata.settings import Settings
@@ -222,5 +222,6 @@ async def main(settings: Settings) -> None:
         grace_seconds=settings.grpc_shutdown_grace_seconds,
         on_shutdown=lambda: asyncio.to_thread(engine.dispose),
         settings=settings,
+        readiness=lambda: database_reachable(engine),
         also_serves=(KEYS_SERVICE_NAME,),
     )

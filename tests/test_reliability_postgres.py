@@ -167,6 +167,8 @@ def outage(own_postgres: OwnPostgres, tmp_path_factory: pytest.TempPathFactory) 
                 time.sleep(1.5)
                 load.phase = "stopping"  # calls started while pg_ctl stops may still be served
                 own_postgres.stop("fast")
+                load.phase = "detecting"  # the services poll the database's reachability every second
+                time.sleep(1.5)
                 load.phase = "outage"
                 time.sleep(3.0)
                 load.phase = "restarting"
@@ -216,8 +218,10 @@ def test_postgres_outage_is_answered_in_time_never_500_and_the_services_recover_
         assert call.seconds < DEADLINE + 1, call
         assert call.status in (502, 503), call
         assert call.content_type == "application/problem+json" and '"backend":' in call.body, call
-    for call in outage.transitions():  # while it goes and comes back: in time, never a 500
-        assert call.seconds < DEADLINE + 1 and call.status in (200, 502, 503), call
+    for (
+        call
+    ) in outage.transitions():  # while it goes and comes back: in time (a 504 at the deadline at worst), never a 500
+        assert call.seconds < DEADLINE + 1 and call.status in (200, 502, 503, 504), call
     # Back by itself: the same processes answer every call again.
     assert {c.status for c in after} == {200}, [c for c in after if c.status != 200][:3]
     assert outage.pids_after == outage.pids_before
@@ -230,14 +234,8 @@ def test_postgres_outage_is_answered_in_time_never_500_and_the_services_recover_
 
 
 @pytest.mark.heavy
-@pytest.mark.xfail(
-    strict=True,
-    reason="a database outage reaches the gateway as INTERNAL (502) and the services' gRPC health stays "
-    "SERVING, so /readyz says ready: needs DB connection errors mapped to UNAVAILABLE in "
-    "meterdata/grpc_server.py and the named health status following DB reachability (see the issue 7 notes)",
-)
 def test_postgres_outage_is_503_and_readyz_reports_it_while_it_lasts(outage: Outage) -> None:
-    during = outage.phase("outage")
+    during = outage.phase("outage") + outage.phase("detecting")
     assert {c.status for c in during} == {503}, {c.status for c in during}
     ready_during = [c for c in outage.phase("outage", "/readyz")]
     assert ready_during and all(c.status == 503 for c in ready_during)
