@@ -85,8 +85,10 @@ def stack(database_url: str, engine: Engine, tmp_path_factory: pytest.TempPathFa
         obis, points = published_points(muid)
         seed_readings(engine, muid, obis, [(ts, value) for ts, value in points if ts < SEEDED_UNTIL])
     # POST /ingest/runs starts real pulls; an upstream that refuses at once keeps them from costing time.
+    # A long backend deadline: on a busy machine a slow analysis must not turn into a 504 here (this test is
+    # about input, the deadlines have tests of their own).
     env = {**UNLIMITED_ENV, "UPSTREAM_BASE_URL": f"http://127.0.0.1:{free_port()}", "UPSTREAM_RETRIES": "0",
-           "UPSTREAM_FALLBACK_TO_MIRROR": "false", "LOG_LEVEL": "WARNING"}  # fmt: skip
+           "UPSTREAM_FALLBACK_TO_MIRROR": "false", "GRPC_DEADLINE_SECONDS": "25", "LOG_LEVEL": "WARNING"}  # fmt: skip
     topology = Topology.on_free_ports(database_url, tmp_path_factory.mktemp("schemathesis-logs"), env)
     topology.start()
     try:
