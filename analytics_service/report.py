@@ -520,7 +520,7 @@ def section_autocorrelation(meters: Sequence[MeterData]) -> list[str]:
     lines = [
         "## 4. Autocorrelation",
         "",
-        "ACF and PACF (statsmodels; PACF by Yule-Walker MLE) of the quarter-hour series up to two days "
+        "ACF and PACF (statsmodels; PACF by Yule-Walker MLE, Levinson-Durbin) of the quarter-hour series up to two days "
         f"({len(first.lags)} lags) and of the hourly series up to one week ({HOURLY_NLAGS} lags). The grey band is "
         f"+-1.96/sqrt(n) (+-{num(first.confidence_band, 3)} for the {first.observations} quarter-hours). Named lags "
         "(one step, one hour, half a day, one day, one week) are tested together, so each is called significant "

@@ -15,6 +15,11 @@ from fastapi import Path, Query
 
 from gateway.problems import InvalidParameter
 
+# Integer parameters travel in protobuf int32/int64 fields: bounding them here makes a huge value a 400
+# naming the parameter instead of an overflow while the request is built.
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+
 IMPORT_MUID = "95ce3367-cbce-4a4d-bbe3-da082831d7bd"
 IMPORT_OBIS = "0100011D00FF"
 

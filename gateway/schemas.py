@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from gateway.params import IMPORT_MUID, IMPORT_OBIS
 
@@ -232,7 +232,9 @@ class IngestRunList(BaseModel):
 class IngestRunRequest(BaseModel):
     model_config = _example({"muids": [IMPORT_MUID], "full": False})
     muids: list[str] = Field(default_factory=list, description="Meters to pull; empty: every configured meter.")
-    full: bool = Field(False, description="Fetch everything again instead of only what is newer than the last pull.")
+    full: StrictBool = Field(
+        False, description="Fetch everything again instead of only what is newer than the last pull."
+    )
 
 
 class Health(BaseModel):

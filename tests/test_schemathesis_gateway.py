@@ -11,10 +11,10 @@ Deliberate settings, each with its reason:
   schema types `tz`, `start`, `end`, `page_token` and the muids as plain strings; an unknown zone or a
   foreign page token can only be refused);
 - valid but expensive sizes (`nlags`, `width`, `height`) are drawn small, to keep the run inside the
-  suite's time budget; values outside the documented ranges are still sent as drawn, except integers
-  beyond 32 bits, folded into 32 bits while the 500 they cause is a known bug;
-- failures already reported are listed in KNOWN_FAILURES, and reproduced one request each in
-  `test_known_gateway_bugs_reproduce` (strict xfail: when a fix lands, it says to delete the entry).
+  suite's time budget; values outside the documented ranges are sent as drawn.
+
+The bugs it found (integers beyond 32 bits were a 500, a JSON 0/1 passed for a boolean) are fixed; each
+keeps the request that reproduced it in `test_former_findings_are_refused_with_the_parameter_named`.
 """
 
 from __future__ import annotations
@@ -45,28 +45,17 @@ import schemathesis
 
 # Valid but expensive values are drawn small (the suite's time budget); out-of-range values go as drawn.
 CAPS = {"nlags": (150, 5000), "width": (400, 4000), "height": (250, 3000)}
-# Integers beyond 32 bits are a 500 (reported; reproduced by test_known_gateway_bugs_reproduce). Finding
-# it stops Hypothesis drawing for that operation, so they are folded into 32 bits until the fix lands.
-INT32 = 2**31
 
 
 @schemathesis.hook
 def map_query(ctx, query):
     if isinstance(query, dict):
-        for name, value in list(query.items()):
-            if isinstance(value, int) and not isinstance(value, bool) and not -INT32 <= value < INT32:
-                query[name] = value % INT32
         for name, (cap, limit) in CAPS.items():
             value = query.get(name)
             if isinstance(value, int) and not isinstance(value, bool) and cap < value <= limit:
                 query[name] = cap - value % (cap // 2)
     return query
 """
-# (operation, check code) -> why it is accepted for now; each is reproduced in test_known_gateway_bugs_reproduce.
-OVERFLOW_CHECKS = ("ST101", "ST103", "ST202")  # server error, undocumented status, valid request refused
-KNOWN_FAILURES = {
-    ("POST /api/v1/ingest/runs", "ST201"): "a JSON 0 or 1 is accepted for the boolean `full` (pydantic's lax mode)",
-}
 
 
 @dataclass
@@ -151,11 +140,6 @@ def read_events(ndjson: Path) -> Run:
     return run
 
 
-def integer_overflow(query: dict[str, Any]) -> bool:
-    """The reported bug: an integer parameter beyond 32 bits is a 500 (it overflows the gRPC request)."""
-    return any(isinstance(v, int) and not isinstance(v, bool) and not -(2**31) <= v < 2**31 for v in query.values())
-
-
 @pytest.mark.heavy
 def test_the_whole_openapi_document_under_schemathesis(stack: Stack, tmp_path: Path) -> None:
     (tmp_path / "st_hooks.py").write_text(HOOKS)
@@ -178,12 +162,11 @@ def test_the_whole_openapi_document_under_schemathesis(stack: Stack, tmp_path: P
 
     assert report["operations"]["tested"] == report["operations"]["total"] >= 18, output[-3000:]
     assert not report["errors"], output[-5000:]
-    # No 5xx but the one reported bug (then its checks fail on that operation, and only those).
-    unexplained = [error for error in run.server_errors if not integer_overflow(error[2])]
-    assert not unexplained, unexplained[:5]
-    tolerated = set(KNOWN_FAILURES) | {(op, code) for op, _, _ in run.server_errors for code in OVERFLOW_CHECKS}
-    failures = {(operation, failure["code"]) for failure in report["failures"] for operation in failure["operations"]}
-    assert failures <= tolerated, f"new failures {sorted(failures - tolerated)}:\n{output[-8000:]}"
+    assert not run.server_errors, run.server_errors[:5]
+    failures = sorted(
+        {(operation, failure["code"]) for failure in report["failures"] for operation in failure["operations"]}
+    )
+    assert not failures, f"{failures}:\n{output[-8000:]}"
     document = httpx.get(f"{stack.topology.gateway_url}/openapi.json").json()
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
@@ -196,26 +179,26 @@ def gateway(stack: Stack, method: str, path: str, **kwargs: object) -> httpx.Res
     return httpx.request(method, f"{stack.topology.gateway_url}{path}", headers=stack.headers, timeout=30, **kwargs)  # type: ignore[arg-type]
 
 
-# Each found by schemathesis (coverage and stateful phases, or the fuzzing phase), reported to the lead.
-KNOWN_BUGS = [
-    pytest.param("GET", "/api/v1/meters?limit=36405049638762450944", None, 400, id="meters-limit-beyond-int64-is-500"),
-    pytest.param("GET", f"/api/v1/meters/{IMPORT_MUID}/readings?limit=77814977578", None, 400, id="readings-limit-beyond-int32-is-500"),
-    pytest.param("GET", "/api/v1/ingest/runs?limit=2765642043", None, 400, id="runs-limit-beyond-int32-is-500"),
-    pytest.param("GET", f"/api/v1/meters/{EXPORT_MUID}/plots/acf.png?height=51086049743", None, 400, id="plot-height-beyond-int32-is-500"),
-    pytest.param("GET", f"/api/v1/meters/{IMPORT_MUID}/summary?top=35184372088832", None, 400, id="summary-top-beyond-int32-is-500"),
-    pytest.param("POST", "/api/v1/ingest/runs", {"full": 0, "muids": [IMPORT_MUID]}, 400, id="full-0-accepted-as-false"),
+# Each once a 500 or a wrongly accepted body found by schemathesis; now a 400 naming the parameter.
+FORMER_FINDINGS = [
+    pytest.param("GET", "/api/v1/meters?limit=36405049638762450944", None, "limit", id="meters-limit-beyond-int64"),
+    pytest.param("GET", f"/api/v1/meters/{IMPORT_MUID}/readings?limit=77814977578", None, "limit", id="readings-limit-beyond-int32"),
+    pytest.param("GET", "/api/v1/ingest/runs?limit=2765642043", None, "limit", id="runs-limit-beyond-int32"),
+    pytest.param("GET", "/api/v1/ingest/runs/92233720368547758070", None, "id", id="run-id-beyond-int64"),
+    pytest.param("GET", f"/api/v1/meters/{EXPORT_MUID}/plots/acf.png?height=51086049743", None, "height", id="plot-height-beyond-int32"),
+    pytest.param("GET", f"/api/v1/meters/{EXPORT_MUID}/plots/acf.png?width=-51086049743", None, "width", id="plot-width-below-int32"),
+    pytest.param("GET", f"/api/v1/meters/{IMPORT_MUID}/summary?top=35184372088832", None, "top", id="summary-top-beyond-int32"),
+    pytest.param("GET", f"/api/v1/meters/{IMPORT_MUID}/autocorrelation?nlags=4294967296", None, "nlags", id="nlags-beyond-int32"),
+    pytest.param("POST", "/api/v1/ingest/runs", {"full": 0, "muids": [IMPORT_MUID]}, "full", id="full-0-is-not-false"),
+    pytest.param("POST", "/api/v1/ingest/runs", {"full": "yes", "muids": [IMPORT_MUID]}, "full", id="full-yes-is-not-true"),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("method", "path", "body", "status"), KNOWN_BUGS)
-@pytest.mark.xfail(strict=True, reason="reported gateway bug (issue 7 notes); when this passes, delete the xfail")
-def test_known_gateway_bugs_reproduce(stack: Stack, method: str, path: str, body: object, status: int) -> None:
+@pytest.mark.parametrize(("method", "path", "body", "parameter"), FORMER_FINDINGS)
+def test_former_findings_are_refused_with_the_parameter_named(
+    stack: Stack, method: str, path: str, body: object, parameter: str
+) -> None:
     response = gateway(stack, method, path, json=body) if body is not None else gateway(stack, method, path)
-    assert response.status_code == status, response.text
-
-
-def test_known_failures_are_the_reproduced_bugs() -> None:
-    """Every failure the schemathesis test tolerates has its reproducing request above."""
-    assert {operation for operation, _ in KNOWN_FAILURES} <= {
-        f"{p.values[0]} {p.values[1].split('?')[0]}" for p in KNOWN_BUGS
-    }
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert [p["name"] for p in response.json()["invalid_params"]] == [parameter], response.text

@@ -18,7 +18,7 @@ from gateway import convert
 from gateway.backends import BackendError
 from gateway.csvout import csv_response, unit_column
 from gateway.deps import Gateway, GatewayDep
-from gateway.params import End, MuidPath, Obis, Start, Tz, parse_time
+from gateway.params import INT32_MAX, End, MuidPath, Obis, Start, Tz, parse_time
 from gateway.problems import PROBLEM_JSON, InvalidParameter, problem_response, rpc_problem
 from gateway.routes.docs import csv_content, problems
 from gateway.schemas import EXPORT_MUID, Problem
@@ -100,6 +100,8 @@ Nlags = Annotated[
         description="Lags to compute, 1 to 5000; at least twice as many observations are needed. Default: two days "
         "(192 quarter-hours or 48 hours).",
         examples=[192],
+        ge=1,
+        le=INT32_MAX,
     ),
 ]
 LjungBoxLags = Annotated[
@@ -124,7 +126,12 @@ SummaryInterval = Annotated[
 ]
 Top = Annotated[
     int | None,
-    Query(description="How many peak intervals and peak days to list, 1 to 100, default 5.", examples=[5]),
+    Query(
+        description="How many peak intervals and peak days to list, 1 to 100, default 5.",
+        examples=[5],
+        ge=1,
+        le=INT32_MAX,
+    ),
 ]
 BalanceInterval = Annotated[
     Literal["15min", "hour", "day", "week", "month"],
@@ -147,8 +154,14 @@ PlotKind = Annotated[
         examples=["heatmap"],
     ),
 ]
-Width = Annotated[int | None, Query(description="Image width in pixels, 300 to 4000, default 1000.", examples=[1000])]
-Height = Annotated[int | None, Query(description="Image height in pixels, 200 to 3000, default 500.", examples=[500])]
+Width = Annotated[
+    int | None,
+    Query(description="Image width in pixels, 300 to 4000, default 1000.", examples=[1000], ge=1, le=INT32_MAX),
+]
+Height = Annotated[
+    int | None,
+    Query(description="Image height in pixels, 200 to 3000, default 500.", examples=[500], ge=1, le=INT32_MAX),
+]
 ImportMuid = Annotated[
     str,
     Query(description="UUID of the meter whose channel imports from the grid (+A).", examples=[IMPORT_MUID]),

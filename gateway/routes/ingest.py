@@ -11,15 +11,20 @@ from fastapi.responses import JSONResponse, Response
 from gateway import convert
 from gateway.csvout import csv_response
 from gateway.deps import GatewayDep
-from gateway.params import Format, PageToken, Tz
+from gateway.params import INT32_MAX, INT64_MAX, Format, PageToken, Tz
 from gateway.routes.docs import csv_content, problems
 from gateway.schemas import IngestRunDetail, IngestRunList, IngestRunRequest
 from meterdata.v1 import ingest_pb2
 
 router = APIRouter(prefix="/api/v1/ingest", tags=["ingest"])
 
-RunsLimit = Annotated[int | None, Query(description="Runs per page: default 50, at most 500.", examples=[20], ge=1)]
-RunId = Annotated[int, Path(description="The run's id, from the answer of `POST /api/v1/ingest/runs`.", examples=[1])]
+RunsLimit = Annotated[
+    int | None, Query(description="Runs per page: default 50, at most 500.", examples=[20], ge=1, le=INT32_MAX)
+]
+RunId = Annotated[
+    int,
+    Path(description="The run's id, from the answer of `POST /api/v1/ingest/runs`.", examples=[1], ge=1, le=INT64_MAX),
+]
 
 
 @router.post(

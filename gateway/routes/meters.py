@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from gateway import convert
 from gateway.csvout import csv_response, unit_column
 from gateway.deps import GatewayDep
-from gateway.params import End, Format, MuidPath, Obis, PageToken, Start, Tz, parse_time
+from gateway.params import INT32_MAX, End, Format, MuidPath, Obis, PageToken, Start, Tz, parse_time
 from gateway.routes.docs import csv_content, problems
 from gateway.schemas import MeterDetail, MeterList, ReadingPage, Series
 from meterdata.timeconv import to_timestamp
@@ -23,7 +23,7 @@ CSV_PAGE_SIZE = 10_000  # backend page size while streaming a CSV body
 
 MetersLimit = Annotated[
     int | None,
-    Query(description="Meters per page: default 100, at most 1000.", examples=[100], ge=1),
+    Query(description="Meters per page: default 100, at most 1000.", examples=[100], ge=1, le=INT32_MAX),
 ]
 ReadingsLimit = Annotated[
     int | None,
@@ -32,6 +32,7 @@ ReadingsLimit = Annotated[
         "Ignored with `format=csv`, which streams the whole range.",
         examples=[96],
         ge=1,
+        le=INT32_MAX,
     ),
 ]
 Order = Annotated[
