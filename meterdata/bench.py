@@ -7,6 +7,8 @@
 4. fleet aggregation: the daily total of all meters over a year, from the rollup, vs raw readings.
 5. gateway throughput: concurrent clients on a small series call vs a minimal FastAPI app running
    the same SQL directly (the cost of the gRPC hop).
+6. load: 50 clients for 60 s mixing series, readings and summary calls (`meterdata.loadtest`) while an
+   ingest stream writes, vs the same mix from one client with nothing else running.
 Results go to `docs/BENCHMARKS.md` (Markdown) and `docs/benchmarks.json`.
 """
 
@@ -36,6 +38,7 @@ from sqlalchemy.engine import make_url
 from meterdata import PROJECT_ROOT
 from meterdata.db import make_engine, migrate, sqlalchemy_url
 from meterdata.grpc_client import sync_channel
+from meterdata.loadtest import discover_channels, run_load
 from meterdata.runner import Topology, free_port, resolve_database_url
 from meterdata.settings import get_settings
 from meterdata.synthetic import IMPORT_OBIS, Block, generate
@@ -56,11 +59,13 @@ class Size:
     days: int
     clients: int
     seconds: float
+    load_clients: int
+    load_seconds: float
 
 
 SIZES = {
-    "full": Size("full", 1_000_000, 200, 10, 1_000, 365, 32, 30.0),
-    "smoke": Size("smoke", 20_000, 10, 2, 6, 14, 4, 1.0),
+    "full": Size("full", 1_000_000, 200, 10, 1_000, 365, 32, 30.0, 50, 60.0),
+    "smoke": Size("smoke", 20_000, 10, 2, 6, 14, 4, 1.0, 4, 2.0),
 }
 
 
@@ -475,6 +480,39 @@ def bench_throughput(size: Size, database_url: str, topology: Topology, muid: st
     )  # fmt: skip
 
 
+# -- 6. load ------------------------------------------------------------------------------------------
+LOAD_SEED = 99  # the load's ingest stream writes meters of its own, none of the bulk-loaded fleet
+
+
+def bench_load(size: Size, topology: Topology) -> Result:
+    """The issue's load at full size. The reference is the same mix from a single client with no ingest:
+    the ratio says how much the p99 grows under 50 clients and a concurrent stream on this machine."""
+    with httpx.Client(base_url=topology.gateway_url, headers=topology.auth_headers, timeout=30) as client:
+        channels = discover_channels(client)  # once, so both runs draw from the same channels
+    alone = run_load(
+        topology.gateway_url, clients=1, seconds=size.load_seconds / 4, headers=topology.auth_headers,
+        channels=channels, seed=LOAD_SEED,
+    )  # fmt: skip
+    progress(f"one client alone: {alone.summary()}")
+    loaded = run_load(
+        topology.gateway_url, clients=size.load_clients, seconds=size.load_seconds, headers=topology.auth_headers,
+        channels=channels, ingest_address=topology.address("ingest"), seed=LOAD_SEED,
+    )  # fmt: skip
+    progress(f"under load: {loaded.summary()}")
+    for sample in loaded.error_samples[:5]:
+        progress(f"error: {sample}")
+    ingest = loaded.ingest
+    held = loaded.errors == 0 and ingest is not None and ingest.status == "succeeded"
+    return Result(
+        f"6. load ({size.load_clients} clients, {size.load_seconds:.0f} s, series/readings/summary while ingesting)",
+        f"{loaded.requests:,} requests ({loaded.rps:.0f}/s), {loaded.errors} errors, p50 {loaded.p50_ms} ms, "
+        f"p99 {loaded.p99_ms} ms; ingest {ingest.readings if ingest else 0:,} readings, run {ingest.status if ingest else '-'}",
+        f"the same mix from one client, nothing else running: p50 {alone.p50_ms} ms, p99 {alone.p99_ms} ms",
+        loaded.p99_ms / alone.p99_ms if alone.p99_ms else None, "0 errors, the ingest run succeeded", held,
+        {"loaded": loaded.as_dict(), "alone": alone.as_dict()},
+    )  # fmt: skip
+
+
 # -- report -------------------------------------------------------------------------------------------
 def machine() -> dict[str, str]:
     import grpc
@@ -538,6 +576,7 @@ def run(size: Size, out_dir: Path) -> list[Result]:
             results.append(bench_growth(size, database_url, topology, state["muid"], state["small"]))
             results.append(bench_fleet(size, database_url, topology))
             results.append(bench_throughput(size, database_url, topology, state["muid"]))
+            results.append(bench_load(size, topology))
             info = machine()
     finally:
         make_engine.cache_clear()
@@ -561,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m meterdata.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--size", choices=sorted(SIZES), default="full", help="full (about 15 minutes) or smoke (seconds, for CI)"
+        "--size", choices=sorted(SIZES), default="full", help="full (about 17 minutes) or smoke (seconds, for CI)"
     )
     parser.add_argument(
         "--out",

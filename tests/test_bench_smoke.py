@@ -23,10 +23,15 @@ def test_bench_smoke_reports_every_measurement(
     finally:
         get_settings.cache_clear()
     report = json.loads((tmp_path / "benchmarks.json").read_text())
-    assert [r["name"][:2] for r in report["results"]] == ["1.", "2.", "3.", "4.", "5."]
+    assert [r["name"][:2] for r in report["results"]] == ["1.", "2.", "3.", "4.", "5.", "6."]
     ingest = results[0]
     assert ingest.details["rows"] == bench.SIZES["smoke"].ingest_rows
     assert ingest.ratio is not None and 0 < ingest.ratio < 10
     assert results[4].details["gateway"]["errors"] == 0
+    load = results[5].details["loaded"]
+    assert load["errors"] == 0 and load["ingest"]["status"] == "succeeded", load["error_samples"]
+    assert load["clients"] == bench.SIZES["smoke"].load_clients and load["requests"] == sum(
+        kind["requests"] for kind in load["by_kind"].values()
+    )
     markdown = (tmp_path / "BENCHMARKS.md").read_text()
-    assert markdown.count("\n| ") == 1 + 5  # header + one row per measurement
+    assert markdown.count("\n| ") == 1 + 6  # header + one row per measurement
