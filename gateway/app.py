@@ -15,6 +15,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 
 from gateway.auth import ApiKeyMiddleware, BodyLimitMiddleware, KeyVerifier, RateLimiter
 from gateway.backends import BackendError, Backends
@@ -77,6 +78,8 @@ TAGS = [
     {"name": "operations", "description": "Liveness, readiness, metrics."},
 ]
 
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
 
 def _validation_problem(request: Request, exc: RequestValidationError) -> JSONResponse:
     params = []
@@ -86,6 +89,18 @@ def _validation_problem(request: Request, exc: RequestValidationError) -> JSONRe
         params.append({"name": name, "reason": error.get("msg", "invalid")})
     detail = "; ".join(f"{p['name']}: {p['reason']}" for p in params)
     return problem_response(400, detail, request.url.path, params)
+
+
+def _allowed_methods(app: FastAPI, request: Request) -> str:
+    """Starlette names only the methods of the first route on the path; a path served by several routes
+    (GET and POST /api/v1/ingest/runs) must list them all (RFC 9110, 15.5.6). The dashboard's static
+    mount is left out: it matches every path."""
+    routes = [route for route in app.router.routes if not isinstance(route, Mount)]
+    return ", ".join(
+        method
+        for method in HTTP_METHODS
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
+    )
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -110,6 +125,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         response = problem_response(exc.status_code, str(exc.detail), request.url.path)
         for name, value in (exc.headers or {}).items():
             response.headers[name] = value
+        if exc.status_code == 405:
+            response.headers["Allow"] = _allowed_methods(app, request)
         return response
 
     @app.exception_handler(Exception)

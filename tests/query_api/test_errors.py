@@ -93,6 +93,11 @@ def test_unknown_route_and_method_are_problems_too(stack: Stack) -> None:
     assert_problem(stack.get("/api/v1/nothing-here"), 404, None)
     response = stack.client.delete("/api/v1/meters")
     assert response.status_code == 405 and response.headers["content-type"] == "application/problem+json"
+    assert response.headers["allow"] == "GET"
+    # A path served by two routes lists both routes' methods (Starlette alone named only the first's).
+    for method in ("OPTIONS", "PUT", "DELETE"):
+        response = stack.client.request(method, "/api/v1/ingest/runs")
+        assert (response.status_code, response.headers["allow"]) == (405, "GET, POST"), method
 
 
 def test_invalid_ingest_body_names_the_field(stack: Stack) -> None:
