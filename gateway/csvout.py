@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 from fastapi.responses import StreamingResponse
@@ -42,3 +42,16 @@ def csv_response(header: list[str], rows: AsyncIterator[list[list[Any]]], filena
 def unit_column(name: str, unit: str) -> str:
     """`value_kWh`: the unit travels in the column name."""
     return f"{name}_{unit}" if unit else name
+
+
+async def paged_rows(
+    first: Any, next_page: Callable[[str], Awaitable[Any]], to_rows: Callable[[Any], list[list[Any]]]
+) -> AsyncIterator[list[list[Any]]]:
+    """The rows of `first` and of every page after it: `next_page(token)` fetches the page a
+    `next_page_token` points to, until a page has none."""
+    page = first
+    while True:
+        yield to_rows(page)
+        if not page.next_page_token:
+            return
+        page = await next_page(page.next_page_token)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from typing import Any
 
 import grpc
 
@@ -144,44 +145,31 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             readings=readings, next_page_token=page.next_page_token, unit=page.channel.unit
         )
 
+    def _series_arguments(
+        self, request: query_pb2.GetSeriesRequest | query_pb2.GetFleetSeriesRequest, context: grpc.aio.ServicerContext
+    ) -> dict[str, Any]:
+        """What a meter's series and the fleet's have in common: tenant, channel, range, buckets."""
+        return {
+            "tenant": self._tenant(context),
+            "obis": request.obis,
+            "start": optional_from_timestamp(request, "start"),
+            "end": optional_from_timestamp(request, "end"),
+            "interval": _enum(INTERVALS, request.interval, "interval", common_pb2.Interval),  # type: ignore[arg-type]
+            "aggregation": _enum(AGGREGATIONS, request.aggregation, "aggregation", common_pb2.Aggregation),  # type: ignore[arg-type]
+            "time_zone": request.time_zone,
+        }
+
     async def GetSeries(
         self, request: query_pb2.GetSeriesRequest, context: grpc.aio.ServicerContext
     ) -> query_pb2.Series:
-        tenant = self._tenant(context)
-        interval = _enum(INTERVALS, request.interval, "interval", common_pb2.Interval)  # type: ignore[arg-type]
-        aggregation = _enum(AGGREGATIONS, request.aggregation, "aggregation", common_pb2.Aggregation)  # type: ignore[arg-type]
-        result = await asyncio.to_thread(
-            lambda: self.queries.series(
-                tenant=tenant,
-                muid=request.muid,
-                obis=request.obis,
-                start=optional_from_timestamp(request, "start"),
-                end=optional_from_timestamp(request, "end"),
-                interval=interval,  # type: ignore[arg-type]
-                aggregation=aggregation,  # type: ignore[arg-type]
-                time_zone=request.time_zone,
-            )
-        )
-        return series_message(result)
+        arguments = self._series_arguments(request, context)
+        return series_message(await asyncio.to_thread(lambda: self.queries.series(muid=request.muid, **arguments)))
 
     async def GetFleetSeries(
         self, request: query_pb2.GetFleetSeriesRequest, context: grpc.aio.ServicerContext
     ) -> query_pb2.Series:
-        tenant = self._tenant(context)
-        interval = _enum(INTERVALS, request.interval, "interval", common_pb2.Interval)  # type: ignore[arg-type]
-        aggregation = _enum(AGGREGATIONS, request.aggregation, "aggregation", common_pb2.Aggregation)  # type: ignore[arg-type]
-        result = await asyncio.to_thread(
-            lambda: self.queries.fleet_series(
-                tenant=tenant,
-                obis=request.obis,
-                start=optional_from_timestamp(request, "start"),
-                end=optional_from_timestamp(request, "end"),
-                interval=interval,  # type: ignore[arg-type]
-                aggregation=aggregation,  # type: ignore[arg-type]
-                time_zone=request.time_zone,
-            )
-        )
-        return series_message(result)
+        arguments = self._series_arguments(request, context)
+        return series_message(await asyncio.to_thread(lambda: self.queries.fleet_series(**arguments)))
 
 
 def series_message(result: SeriesResult) -> query_pb2.Series:

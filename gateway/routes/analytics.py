@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
@@ -852,22 +853,37 @@ async def explain_meter(
     )
 
 
-def _balance_request(
-    import_muid: str,
-    export_muid: str,
-    import_obis: str | None,
-    export_obis: str | None,
-    start: str | None,
-    end: str | None,
-    interval: str,
-    zone: ZoneInfo,
-) -> pb.GetBalanceRequest:
-    return pb.GetBalanceRequest(
+@dataclass(frozen=True)
+class BalanceQuery:
+    """The parameters the balance and its figure share, parsed once into the backend request."""
+
+    message: pb.GetBalanceRequest
+    zone: ZoneInfo
+    interval: str
+
+
+async def balance_query(
+    gateway: GatewayDep,
+    import_muid: ImportMuid,
+    export_muid: ExportMuid,
+    import_obis: ImportObis = None,
+    export_obis: ExportObis = None,
+    start: Start = None,
+    end: End = None,
+    interval: BalanceInterval = "day",
+    tz: Tz = None,
+) -> BalanceQuery:
+    zone = gateway.zone(tz)
+    message = pb.GetBalanceRequest(
         import_channel=_channel(import_muid, import_obis, start, end, zone),
         export_channel=_channel(export_muid, export_obis, start, end, zone),
         interval=convert.INTERVALS[interval],
         time_zone=zone.key,
     )
+    return BalanceQuery(message, zone, interval)
+
+
+BalanceQueryDep = Annotated[BalanceQuery, Depends(balance_query)]
 
 
 @router.get(
@@ -887,21 +903,9 @@ def _balance_request(
         **ERRORS,
     },
 )
-async def get_balance(
-    gateway: GatewayDep,
-    import_muid: ImportMuid,
-    export_muid: ExportMuid,
-    import_obis: ImportObis = None,
-    export_obis: ExportObis = None,
-    start: Start = None,
-    end: End = None,
-    interval: BalanceInterval = "day",
-    tz: Tz = None,
-    format: Format = "json",
-) -> Response:
-    zone = gateway.zone(tz)
-    message = _balance_request(import_muid, export_muid, import_obis, export_obis, start, end, interval, zone)
-    b = await _call(gateway, "GetBalance", message, None)
+async def get_balance(gateway: GatewayDep, query: BalanceQueryDep, format: Format = "json") -> Response:
+    zone, interval = query.zone, query.interval
+    b = await _call(gateway, "GetBalance", query.message, None)
     buckets = [
         {
             "start": _time(x, "start", zone),
@@ -948,20 +952,8 @@ async def get_balance(
     response_class=Response,
     responses={200: {"description": "A PNG image.", "content": PNG_CONTENT}, **ERRORS},
 )
-async def get_balance_plot(
-    gateway: GatewayDep,
-    import_muid: ImportMuid,
-    export_muid: ExportMuid,
-    import_obis: ImportObis = None,
-    export_obis: ExportObis = None,
-    start: Start = None,
-    end: End = None,
-    interval: BalanceInterval = "day",
-    tz: Tz = None,
-) -> Response:
-    zone = gateway.zone(tz)
-    message = _balance_request(import_muid, export_muid, import_obis, export_obis, start, end, interval, zone)
-    plot = await _call(gateway, "RenderBalancePlot", message, None)
+async def get_balance_plot(gateway: GatewayDep, query: BalanceQueryDep) -> Response:
+    plot = await _call(gateway, "RenderBalancePlot", query.message, None)
     return Response(plot.png, media_type="image/png")
 
 
@@ -986,9 +978,6 @@ async def get_plot(
     tz: Tz = None,
 ) -> Response:
     zone = gateway.zone(tz)
-    for name, value in (("width", width), ("height", height), ("nlags", nlags)):
-        if value is not None and value <= 0:
-            raise InvalidParameter(name, f"must be positive, got {value}")
     message = pb.RenderPlotRequest(
         channel=_channel(muid, obis, start, end, zone),
         kind=PLOT_KINDS[kind],

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from gateway import convert
-from gateway.csvout import csv_response
+from gateway.csvout import csv_response, paged_rows
 from gateway.deps import GatewayDep
 from gateway.params import INT32_MAX, INT64_MAX, Format, PageToken, Tz
 from gateway.routes.docs import csv_content, problems
@@ -93,16 +92,12 @@ async def list_runs(
             }
         )
 
-    async def rows() -> AsyncIterator[list[list[Any]]]:
-        page = first
-        while True:
-            yield [convert.run_csv_row(run, zone) for run in page.runs]
-            if not page.next_page_token:
-                return
-            request.page_token = page.next_page_token
-            page = await gateway.backends.call("ingest", "ListIngestRuns", request)
+    async def next_page(token: str) -> Any:
+        request.page_token = token
+        return await gateway.backends.call("ingest", "ListIngestRuns", request)
 
-    return csv_response(convert.RUN_CSV_HEADER, rows(), "ingest_runs.csv")
+    rows = paged_rows(first, next_page, lambda page: [convert.run_csv_row(run, zone) for run in page.runs])
+    return csv_response(convert.RUN_CSV_HEADER, rows, "ingest_runs.csv")
 
 
 @router.get(

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 
 from gateway import convert
-from gateway.csvout import csv_response, unit_column
+from gateway.csvout import csv_response, paged_rows, unit_column
 from gateway.deps import GatewayDep
 from gateway.params import INT32_MAX, End, Format, MuidPath, Obis, PageToken, Start, Tz, parse_time
 from gateway.routes.docs import csv_content, problems
@@ -102,16 +102,14 @@ async def list_meters(
             }
         )
 
-    async def rows() -> AsyncIterator[list[list[Any]]]:
-        page = first
-        while True:
-            yield [row for meter in page.meters for row in convert.meter_csv_rows(meter, zone)]
-            if not page.next_page_token:
-                return
-            request.page_token = page.next_page_token
-            page = await gateway.backends.call("query", "ListMeters", request)
+    async def next_page(token: str) -> Any:
+        request.page_token = token
+        return await gateway.backends.call("query", "ListMeters", request)
 
-    return csv_response(convert.METER_CSV_HEADER, rows(), "meters.csv")
+    def to_rows(page: Any) -> list[list[Any]]:
+        return [row for meter in page.meters for row in convert.meter_csv_rows(meter, zone)]
+
+    return csv_response(convert.METER_CSV_HEADER, paged_rows(first, next_page, to_rows), "meters.csv")
 
 
 @router.get(
@@ -181,18 +179,16 @@ async def list_readings(
             }
         )
 
-    async def rows() -> AsyncIterator[list[list[Any]]]:
-        page = first
-        while True:
-            readings = (convert.reading_json(reading, zone) for reading in page.readings)
-            yield [[item["ts"], item["value"], item["quality"]] for item in readings]
-            if not page.next_page_token:
-                return
-            request.page_token = page.next_page_token
-            page = await gateway.backends.call("query", "ListReadings", request, "muid")
+    async def next_page(token: str) -> Any:
+        request.page_token = token
+        return await gateway.backends.call("query", "ListReadings", request, "muid")
+
+    def to_rows(page: Any) -> list[list[Any]]:
+        readings = (convert.reading_json(reading, zone) for reading in page.readings)
+        return [[item["ts"], item["value"], item["quality"]] for item in readings]
 
     header = ["ts", unit_column("value", first.unit), "quality"]
-    return csv_response(header, rows(), f"{muid}_{obis_code or 'readings'}_readings.csv")
+    return csv_response(header, paged_rows(first, next_page, to_rows), f"{muid}_{obis_code or 'readings'}_readings.csv")
 
 
 @router.get(
