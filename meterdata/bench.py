@@ -409,7 +409,9 @@ async def hammer(url: str, clients: int, seconds: float, headers: dict[str, str]
     errors = 0
     kinds: dict[str, int] = {}
     stop = time.perf_counter() + seconds
-    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=clients), headers=headers) as client:
+    async with httpx.AsyncClient(
+        timeout=30, limits=httpx.Limits(max_connections=clients, max_keepalive_connections=clients), headers=headers
+    ) as client:
 
         async def worker() -> None:
             nonlocal errors
