@@ -73,6 +73,7 @@ def serve(settings: Settings) -> int:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=max(1, int(settings.grpc_shutdown_grace_seconds)),
+        timeout_keep_alive=settings.gateway_keep_alive_seconds,
         ssl_certfile=settings.gateway_tls_cert_file or None,
         ssl_keyfile=settings.gateway_tls_key_file or None,
     )

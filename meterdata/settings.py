@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     # REST gateway.
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(8000, ge=0, le=65535)
+    # Longer than any proxy's idle timeout in front (60 s on most): a connection the proxy reuses must not
+    # be closed by the gateway at the same moment a request arrives on it (a reset, or a 502 at the proxy).
+    gateway_keep_alive_seconds: int = Field(75, ge=1)
     cors_origins: list[str] = ["http://localhost:5173", "http://127.0.0.1:5173"]
 
     # Upstream meter API.

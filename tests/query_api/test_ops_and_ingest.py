@@ -3,16 +3,43 @@
 from __future__ import annotations
 
 import csv
+import http.client
 import io
 import time
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from meterdata.runner import Topology
+from meterdata.settings import Settings
 from tests.query_api.helpers import IMPORT_MUID, Stack, close, series_path
 
 
 def test_healthz(stack: Stack) -> None:
     assert stack.json("/healthz") == {"status": "ok"}
+
+
+def test_gateway_keeps_idle_connections_open_for_the_configured_time(database_url: str, tmp_path: Path) -> None:
+    """A proxy reuses idle connections; if the gateway closes one as a request arrives on it, the request
+    fails (a reset here, a 502 behind a proxy). So the idle timeout is a setting, by default above the
+    60 s idle timeout of common proxies, and the server applies it."""
+    assert Settings().gateway_keep_alive_seconds > 60
+    topology = Topology.on_free_ports(database_url, tmp_path, {"GATEWAY_KEEP_ALIVE_SECONDS": "2"})
+    topology.start(["gateway"])
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", topology.ports["gateway"], timeout=5)
+        try:
+            for idle in (0.0, 1.0):  # within the timeout: the same connection answers again
+                time.sleep(idle)
+                connection.request("GET", "/healthz")
+                assert connection.getresponse().read() == b'{"status":"ok"}'
+            opened = connection.sock
+            time.sleep(3.5)  # idle beyond it: the gateway has closed the connection
+            assert opened is connection.sock and opened.recv(1) == b""
+        finally:
+            connection.close()
+    finally:
+        topology.stop()
 
 
 def test_readyz_names_the_backend_that_is_down(stack: Stack) -> None:
