@@ -213,7 +213,8 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         backends = Backends(settings, metrics)  # channels belong to the serving event loop
-        keys = KeyVerifier(backends, settings.api_key_cache_seconds)
+        refusals = RateLimiter(settings.auth_failures_per_minute / 60, max(1, settings.auth_failures_per_minute))
+        keys = KeyVerifier(backends, settings.api_key_cache_seconds, refusals)
         limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
         app.state.gateway = Gateway(settings, metrics, backends, keys, limiter)
         yield

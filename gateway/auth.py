@@ -16,6 +16,10 @@ read from `Authorization: Bearer <key>` or `X-API-Key: <key>` and never logged o
 
 Scopes: `read` allows every GET (and HEAD); `ingest` allows `/api/v1/ingest/*` (starting pulls and
 following runs); `admin` allows everything, including `/metrics` when METRICS_REQUIRE_KEY is on.
+
+Unknown keys cost a lookup each, so they are limited too: a client address whose keys the query
+service refused more than AUTH_FAILURES_PER_MINUTE times gets 429 for any key the cache does not
+already know, until its budget refills. Keys already verified (cached) still pass from that address.
 """
 
 from __future__ import annotations
@@ -74,17 +78,30 @@ def is_protected(path: str, settings: Settings) -> bool:
     return path == "/api" or path.startswith("/api/") or (path == "/metrics" and settings.metrics_require_key)
 
 
-class KeyVerifier:
-    """Verified keys (and refused ones), cached by the SHA-256 of the key for `ttl` seconds."""
+class TooManyRefusedKeys(Exception):
+    """The client's address spent its budget of refused keys; `wait` seconds until it may try another."""
 
-    def __init__(self, backends: Backends, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"too many refused API keys; retry in {wait:.0f} s")
+        self.wait = wait
+
+
+class KeyVerifier:
+    """Verified keys (and refused ones), cached by the SHA-256 of the key for `ttl` seconds; lookups
+    that find no key are counted per client address in `refusals`."""
+
+    def __init__(
+        self, backends: Backends, ttl: float, refusals: RateLimiter, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.backends = backends
         self.ttl = ttl
+        self.refusals = refusals
         self.clock = clock
         self._cache: OrderedDict[bytes, tuple[Principal | None, float]] = OrderedDict()
 
-    async def verify(self, key: str) -> Principal | None:
-        """The key's principal, None for a key that is not valid; BackendError when it cannot be checked."""
+    async def verify(self, key: str, client: str) -> Principal | None:
+        """The key's principal, None for a key that is not valid; BackendError when it cannot be checked,
+        TooManyRefusedKeys when `client` may not have an unknown key looked up now."""
         if parse_key(key) is None:
             return None  # not even the shape of a key: no need to ask
         digest = hashlib.sha256(key.encode()).digest()
@@ -92,7 +109,12 @@ class KeyVerifier:
         cached = self._cache.get(digest)
         if cached is not None and cached[1] > now:
             return cached[0]
+        wait = self.refusals.waiting(client)
+        if wait > 0:
+            raise TooManyRefusedKeys(wait)
         answer = await self.backends.verify_key(key)
+        if answer is None:
+            self.refusals.take(client)
         principal = None if answer is None else Principal(answer.key_id, answer.tenant, SCOPE_NAMES[answer.scope])  # type: ignore[arg-type]
         if self.ttl > 0:
             self._cache[digest] = (principal, now + self.ttl)
@@ -116,13 +138,22 @@ class RateLimiter:
         if self.rate <= 0:
             return 0.0
         now = self.clock()
-        tokens, when = self._buckets.get(key_id, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - when) * self.rate)
+        tokens = self._tokens(key_id, now)
         if tokens >= 1:
             self._buckets[key_id] = (tokens - 1, now)
             return 0.0
         self._buckets[key_id] = (tokens, now)
         return (1 - tokens) / self.rate
+
+    def waiting(self, key_id: str) -> float:
+        """The seconds until `key_id` has a token, without taking one (0: it has one now)."""
+        if self.rate <= 0:
+            return 0.0
+        return max(0.0, (1 - self._tokens(key_id, self.clock())) / self.rate)
+
+    def _tokens(self, key_id: str, now: float) -> float:
+        tokens, when = self._buckets.get(key_id, (self.burst, now))
+        return min(self.burst, tokens + (now - when) * self.rate)
 
 
 class ApiKeyMiddleware:
@@ -144,10 +175,19 @@ class ApiKeyMiddleware:
         if key is None:
             await problem_response(401, MISSING_KEY, path, headers={"WWW-Authenticate": REALM})(scope, receive, send)
             return
+        client = (scope.get("client") or ("unknown", 0))[0]
         try:
-            principal = await gateway.keys.verify(key)
+            principal = await gateway.keys.verify(key, client)
         except BackendError as error:  # the key could not be checked: fail closed, as a backend problem
             await rpc_problem(error.error, error.backend, path, None)(scope, receive, send)
+            return
+        except TooManyRefusedKeys as refused:
+            detail = (
+                f"too many refused API keys from this address ({self.settings.auth_failures_per_minute} per "
+                "minute); retry after the time in Retry-After"
+            )
+            headers = {"Retry-After": str(max(1, math.ceil(refused.wait)))}
+            await problem_response(429, detail, path, headers=headers)(scope, receive, send)
             return
         if principal is None:
             headers = {"WWW-Authenticate": f'{REALM}, error="invalid_token"'}

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     metrics_require_key: bool = False
     rate_limit_per_second: float = Field(50.0, ge=0, description="requests per second per API key; 0 turns it off")
     rate_limit_burst: int = Field(100, ge=1)
+    auth_failures_per_minute: int = Field(
+        60, ge=0, description="refused API key lookups per client address and minute before 429; 0 turns it off"
+    )
     max_request_body_bytes: int = Field(65_536, ge=1)
     grpc_max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     grpc_tls_cert_file: str = ""

@@ -39,7 +39,7 @@ def wait_until(check: Callable[[], T], timeout: float, what: str, interval: floa
 # -- the gateway's API keys ---------------------------------------------------------------------------
 # Limits a test of the gateway's behaviour under load or hostile input must not trip over (the rate
 # limit has tests of its own). Settings ignore variables they do not know, so these are safe either way.
-UNLIMITED_ENV = {"RATE_LIMIT_PER_SECOND": "0"}
+UNLIMITED_ENV = {"RATE_LIMIT_PER_SECOND": "0", "AUTH_FAILURES_PER_MINUTE": "0"}
 
 
 # Every gRPC call names the tenant it acts for (the published meters are the default tenant's).

@@ -622,6 +622,41 @@ def test_rate_limit_per_key_answers_429_with_retry_after(stack: Stack, tmp_path:
         limited.stop()
 
 
+def test_refused_keys_are_limited_per_address_and_known_keys_still_pass(stack: Stack, tmp_path: Path) -> None:
+    """A second gateway allowing 3 refused lookups per minute: unknown keys are looked up (401) until the
+    address has spent them, then 429 with Retry-After (no lookup); a refused key seen before is still a
+    cached 401, a key verified before still passes, and a key this gateway has not verified waits too."""
+    topology = stack.topology
+    env = {
+        "QUERY_ADDRESS": topology.address("query"),
+        "INGEST_ADDRESS": topology.address("ingest"),
+        "ANALYTICS_ADDRESS": topology.address("analytics"),
+        "AUTH_FAILURES_PER_MINUTE": "3",
+    }
+    guarded = Topology.on_free_ports(topology.database_url, tmp_path, env)
+    guarded.start(["gateway"])
+    try:
+        unknown = [f"mdk_{secrets.token_hex(6)}_{secrets.token_urlsafe(32)}" for _ in range(5)]
+        with httpx.Client(base_url=guarded.gateway_url, timeout=30) as client:
+
+            def get(key: str) -> httpx.Response:
+                response = client.get("/api/v1/meters", headers={"X-API-Key": key})
+                stack.note(response)
+                return response
+
+            assert get(stack.keys["default-read"]).status_code == 200  # verified, now cached
+            assert [get(key).status_code for key in unknown[:3]] == [401, 401, 401]
+            refused = get(unknown[3])
+            body = assert_problem(refused, 429)
+            assert "too many refused API keys" in body["detail"]
+            assert 1 <= int(refused.headers["retry-after"]) <= 20  # one lookup back every 20 s
+            assert get(unknown[0]).status_code == 401  # refused before: answered from the cache
+            assert get(stack.keys["default-read"]).status_code == 200  # verified before: passes
+            assert get(stack.keys["default-admin"]).status_code == 429  # not verified yet: waits as well
+    finally:
+        guarded.stop()
+
+
 # ---------------------------------------------------------------- secrets
 
 
