@@ -1,4 +1,5 @@
-"""PostgreSQL binary COPY encoding of reading blocks, built with numpy in one pass per block.
+"""PostgreSQL binary COPY encoding of reading blocks (and of their hourly rollup rows), built with numpy
+in one pass per block.
 
 A block is one channel's readings with the same quality and measurement, so every row has the same
 layout and a block becomes a single structured array: no per-row Python work on the write path.
@@ -8,7 +9,8 @@ from __future__ import annotations
 
 import struct
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -57,3 +59,30 @@ def encode_block(block: ColumnBlock, run_id: int | None = None) -> bytes:
 
 def encode_blocks(blocks: Iterable[ColumnBlock], run_id: int | None = None) -> bytes:
     return b"".join([SIGNATURE, *(encode_block(block, run_id) for block in blocks), TRAILER])
+
+
+def encode_rows(count: int, columns: Sequence[tuple[str, Any]]) -> bytes:
+    """`count` rows of a binary COPY body (no signature or trailer). Each column is (kind, values): kind
+    is a big-endian numpy type (`>i4`, `>i8`, `>f8`) with an array or a constant, or `bytes` with one
+    constant (a UUID's 16 bytes, an encoded text)."""
+    fields: list[tuple[str, str]] = [("fields", ">i2")]
+    for index, (kind, value) in enumerate(columns):
+        fields.append((f"len{index}", ">i4"))
+        if kind != "bytes" or value:  # an empty text is a length of 0 and no bytes
+            fields.append((f"col{index}", f"S{len(value)}" if kind == "bytes" else kind))
+    rows = np.empty(count, dtype=np.dtype(fields))
+    rows["fields"] = len(columns)
+    for index, (kind, value) in enumerate(columns):
+        rows[f"len{index}"] = len(value) if kind == "bytes" else np.dtype(kind).itemsize
+        if kind != "bytes" or value:
+            rows[f"col{index}"] = value
+    return rows.tobytes()
+
+
+def pg_timestamps(unix_seconds: np.ndarray) -> np.ndarray:
+    """Unix seconds as PostgreSQL timestamps: microseconds since 2000-01-01 UTC."""
+    return (unix_seconds.astype(np.int64) - PG_EPOCH_UNIX_SECONDS) * 1_000_000
+
+
+def copy_body(parts: Iterable[bytes]) -> bytes:
+    return b"".join([SIGNATURE, *parts, TRAILER])

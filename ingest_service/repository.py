@@ -8,6 +8,7 @@ old value of every changed reading in reading_revisions, and advances the channe
 from __future__ import annotations
 
 import io
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -417,36 +418,48 @@ def _add_to_rollups(connection: Connection, blocks: Sequence[ColumnBlock]) -> No
     channels: dict[tuple[str, str], list[ColumnBlock]] = {}
     for block in blocks:
         channels.setdefault((block.muid, block.obis), []).append(block)
-    hourly: dict[str, list[Any]] = {k: [] for k in ("muid", "obis", "hour", "sum", "min", "max", "count")}
+    hourly: list[bytes] = []
     stats: dict[str, list[Any]] = {k: [] for k in ("muid", "obis", "count", "first", "last")}
     fleet_parts: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}
     for (muid, obis), parts in sorted(channels.items()):
         ts = np.concatenate([b.ts for b in parts])
         values = np.concatenate([b.values for b in parts])
-        groups = _by_hour(ts, values)
-        n = len(groups.hours)
-        for key, column in (("muid", [muid] * n), ("obis", [obis] * n), ("hour", groups.hours.tolist()), ("sum", groups.sums.tolist()),
-                            ("min", groups.mins.tolist()), ("max", groups.maxs.tolist()), ("count", groups.counts.tolist())):  # fmt: skip
-            hourly[key] += column
-        for key, value in (
-            ("muid", muid),
-            ("obis", obis),
-            ("count", len(ts)),
-            ("first", int(ts.min())),
-            ("last", int(ts.max())),
-        ):
+        g = _by_hour(ts, values)
+        hourly.append(pgcopy.encode_rows(len(g.hours), [
+            ("bytes", uuid.UUID(muid).bytes), ("bytes", obis.encode()), (">i8", pgcopy.pg_timestamps(g.hours)),
+            (">f8", g.sums), (">f8", g.mins), (">f8", g.maxs), (">i4", g.counts),
+        ]))  # fmt: skip
+        for key, value in (("muid", muid), ("obis", obis), ("count", len(ts)), ("first", int(ts.min())), ("last", int(ts.max()))):  # fmt: skip
             stats[key].append(value)
         fleet_parts.setdefault((tenants[muid], obis), []).append((ts, values))
-    fleet: dict[str, list[Any]] = {k: [] for k in ("tenant", "obis", "hour", "sum", "count")}
+    fleet: list[bytes] = []
     for (tenant, obis), parts in sorted(fleet_parts.items()):
-        groups = _by_hour(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
-        n = len(groups.hours)
-        for key, column in (("tenant", [tenant] * n), ("obis", [obis] * n), ("hour", groups.hours.tolist()),
-                            ("sum", groups.sums.tolist()), ("count", groups.counts.tolist())):  # fmt: skip
-            fleet[key] += column
-    connection.execute(text(_ADD_HOURLY), {k: pg_array(v) for k, v in hourly.items()})
-    connection.execute(text(_ADD_FLEET), {k: pg_array(v) for k, v in fleet.items()})
+        g = _by_hour(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+        fleet.append(pgcopy.encode_rows(len(g.hours), [
+            ("bytes", tenant.encode()), ("bytes", obis.encode()), (">i8", pgcopy.pg_timestamps(g.hours)),
+            (">f8", g.sums), (">i8", g.counts),
+        ]))  # fmt: skip
+    _add_rows(connection, "readings_hourly", _HOURLY_COLUMNS, pgcopy.copy_body(hourly), _ADD_HOURLY)
+    _add_rows(connection, "fleet_hourly", _FLEET_COLUMNS, pgcopy.copy_body(fleet), _ADD_FLEET)
     connection.execute(text(_ADD_CHANNEL_STATS), {k: pg_array(v) for k, v in stats.items()})
+
+
+def _add_rows(connection: Connection, table: str, columns: str, payload: bytes, merge: str) -> None:
+    """Rows for new hours (the usual case for a meter's new readings) are COPYed into the rollup; when one
+    of them is there already (a batch continuing an hour, or another meter's readings of the same hour in
+    the fleet) the COPY fails at that row, and the rows are merged from a staging table instead."""
+    connection.execute(text("SAVEPOINT new_hours"))
+    try:
+        _copy(connection, f"COPY {table} ({columns}) FROM STDIN (FORMAT binary)", payload)
+    except psycopg2.errors.UniqueViolation:
+        connection.execute(text("ROLLBACK TO SAVEPOINT new_hours"))
+    else:
+        connection.execute(text("RELEASE SAVEPOINT new_hours"))
+        return
+    connection.execute(text(f"CREATE TEMP TABLE IF NOT EXISTS staged_{table} (LIKE {table}) ON COMMIT DELETE ROWS"))
+    connection.execute(text(f"TRUNCATE staged_{table}"))
+    _copy(connection, f"COPY staged_{table} ({columns}) FROM STDIN (FORMAT binary)", payload)
+    connection.execute(text(merge))
 
 
 def pg_array(values: list[Any]) -> str:
@@ -456,22 +469,21 @@ def pg_array(values: list[Any]) -> str:
     return "{" + ",".join('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
 
 
-_ADD_HOURLY = """
-INSERT INTO readings_hourly AS h (muid, obis, hour, value_sum, value_min, value_max, reading_count)
-SELECT b.muid, b.obis, to_timestamp(b.hour), b.s, b.lo, b.hi, b.n
-FROM unnest(CAST(:muid AS uuid[]), CAST(:obis AS text[]), CAST(:hour AS bigint[]), CAST(:sum AS float8[]),
-            CAST(:min AS float8[]), CAST(:max AS float8[]), CAST(:count AS integer[])) AS b(muid, obis, hour, s, lo, hi, n)
+_HOURLY_COLUMNS = "muid, obis, hour, value_sum, value_min, value_max, reading_count"
+_FLEET_COLUMNS = "tenant, obis, hour, value_sum, reading_count"
+
+_ADD_HOURLY = f"""
+INSERT INTO readings_hourly AS h ({_HOURLY_COLUMNS})
+SELECT {_HOURLY_COLUMNS} FROM staged_readings_hourly
 ORDER BY 1, 2, 3
 ON CONFLICT (muid, obis, hour) DO UPDATE
     SET value_sum = h.value_sum + EXCLUDED.value_sum, value_min = LEAST(h.value_min, EXCLUDED.value_min),
         value_max = GREATEST(h.value_max, EXCLUDED.value_max), reading_count = h.reading_count + EXCLUDED.reading_count
 """
 
-_ADD_FLEET = """
-INSERT INTO fleet_hourly AS f (tenant, obis, hour, value_sum, reading_count)
-SELECT b.tenant, b.obis, to_timestamp(b.hour), b.s, b.n
-FROM unnest(CAST(:tenant AS text[]), CAST(:obis AS text[]), CAST(:hour AS bigint[]), CAST(:sum AS float8[]),
-            CAST(:count AS bigint[])) AS b(tenant, obis, hour, s, n)
+_ADD_FLEET = f"""
+INSERT INTO fleet_hourly AS f ({_FLEET_COLUMNS})
+SELECT {_FLEET_COLUMNS} FROM staged_fleet_hourly
 ORDER BY 1, 2, 3
 ON CONFLICT (tenant, obis, hour) DO UPDATE
     SET value_sum = f.value_sum + EXCLUDED.value_sum, reading_count = f.reading_count + EXCLUDED.reading_count

@@ -228,3 +228,28 @@ def test_column_rows_are_checked_like_readings(stub, clean_db) -> None:  # type:
     assert {(2, "columns[0].ts_seconds"), (3, "columns[0].values"), (4, "columns[0].values"),
             (5, "columns[0].ts_seconds"), (6, "columns[0].values"), (9, "columns[2].values"),
             (10, "columns[3].muid"), (11, "columns[4].obis"), (-1, "ts")} == found  # fmt: skip
+
+
+def test_a_batch_continuing_an_hour_merges_into_its_rollup(stub, clean_db) -> None:  # type: ignore[no-untyped-def]
+    """The second message's first hour is already in the rollup (the first message began it): its COPY
+    into the rollup fails on that hour, and the rows are merged instead of lost or doubled."""
+    values = [0.25, 0.5, 0.125, 1.0, 2.0]  # exactly representable: sums compare exactly
+
+    def message(steps: range, register: bool) -> ingest_pb2.WriteReadingsRequest:
+        readings = [
+            Reading(muid=STREAM_METERS[0], obis="0100011D00FF", ts=to_timestamp(START + timedelta(minutes=15 * s)),
+                    value=values[s], quality="measured", measurement="energy")
+            for s in steps
+        ]  # fmt: skip
+        return ingest_pb2.WriteReadingsRequest(readings=readings, register_unknown_meters=register)
+
+    run = stub.WriteReadings(iter([message(range(0, 2), True), message(range(2, 5), False)]), timeout=30)
+    assert (run.inserted, run.updated) == (5, 0)
+    assert assert_rollup_exact(clean_db) == 2
+    with clean_db.connect() as connection:
+        hours = connection.execute(
+            text("SELECT value_sum, value_min, value_max, reading_count FROM readings_hourly ORDER BY hour")
+        ).all()
+        fleet = connection.execute(text("SELECT value_sum, reading_count FROM fleet_hourly ORDER BY hour")).all()
+    assert [tuple(h) for h in hours] == [(1.875, 0.125, 1.0, 4), (2.0, 2.0, 2.0, 1)]
+    assert [tuple(f) for f in fleet] == [(1.875, 4), (2.0, 1)]
