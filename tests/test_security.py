@@ -582,20 +582,21 @@ def test_limits_page_size_range_body_and_message_size(stack: Stack) -> None:
     assert counts(stack.engine)["ingest_runs"] <= runs_before + 1  # at most the run that was refused
 
 
+def gateway_beside(stack: Stack, tmp_path: Path, **settings: str) -> Topology:
+    """A second gateway, started, on the stack's services with other settings; the caller stops it."""
+    topology = stack.topology
+    services = {f"{name.upper()}_ADDRESS": topology.address(name) for name in ("query", "ingest", "analytics")}
+    gateway = Topology.on_free_ports(topology.database_url, tmp_path, {**services, **settings})
+    gateway.start(["gateway"])
+    return gateway
+
+
 def test_rate_limit_per_key_answers_429_with_retry_after(stack: Stack, tmp_path: Path) -> None:
     """A second gateway on the same services, with a tight token bucket (2 per second, bursts of 3) and
     METRICS_REQUIRE_KEY on."""
-    topology = stack.topology
-    env = {
-        "QUERY_ADDRESS": topology.address("query"),
-        "INGEST_ADDRESS": topology.address("ingest"),
-        "ANALYTICS_ADDRESS": topology.address("analytics"),
-        "RATE_LIMIT_PER_SECOND": "2",
-        "RATE_LIMIT_BURST": "3",
-        "METRICS_REQUIRE_KEY": "true",
-    }
-    limited = Topology.on_free_ports(topology.database_url, tmp_path, env)
-    limited.start(["gateway"])
+    limited = gateway_beside(
+        stack, tmp_path, RATE_LIMIT_PER_SECOND="2", RATE_LIMIT_BURST="3", METRICS_REQUIRE_KEY="true"
+    )
     try:
         first, second = stack.keys["acme-read"], stack.keys["default-read"]
         with httpx.Client(base_url=limited.gateway_url, timeout=30) as client:
@@ -626,15 +627,7 @@ def test_refused_keys_are_limited_per_address_and_known_keys_still_pass(stack: S
     """A second gateway allowing 3 refused lookups per minute: unknown keys are looked up (401) until the
     address has spent them, then 429 with Retry-After (no lookup); a refused key seen before is still a
     cached 401, a key verified before still passes, and a key this gateway has not verified waits too."""
-    topology = stack.topology
-    env = {
-        "QUERY_ADDRESS": topology.address("query"),
-        "INGEST_ADDRESS": topology.address("ingest"),
-        "ANALYTICS_ADDRESS": topology.address("analytics"),
-        "AUTH_FAILURES_PER_MINUTE": "3",
-    }
-    guarded = Topology.on_free_ports(topology.database_url, tmp_path, env)
-    guarded.start(["gateway"])
+    guarded = gateway_beside(stack, tmp_path, AUTH_FAILURES_PER_MINUTE="3")
     try:
         unknown = [f"mdk_{secrets.token_hex(6)}_{secrets.token_urlsafe(32)}" for _ in range(5)]
         with httpx.Client(base_url=guarded.gateway_url, timeout=30) as client:
