@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -407,7 +408,7 @@ def series(muid: str):
 async def hammer(url: str, clients: int, seconds: float, headers: dict[str, str] | None = None) -> dict[str, Any]:
     latencies: list[float] = []
     errors = 0
-    kinds: dict[str, int] = {}
+    kinds: Counter[str] = Counter()
     stop = time.perf_counter() + seconds
     async with httpx.AsyncClient(
         timeout=30, limits=httpx.Limits(max_connections=clients, max_keepalive_connections=clients), headers=headers
@@ -421,12 +422,10 @@ async def hammer(url: str, clients: int, seconds: float, headers: dict[str, str]
                     response = await client.get(url)
                     if response.status_code != 200:
                         errors += 1
-                        kinds[f"HTTP {response.status_code}: {response.text[:120]}"] = (
-                            kinds.get(f"HTTP {response.status_code}: {response.text[:120]}", 0) + 1
-                        )
+                        kinds[f"HTTP {response.status_code}: {response.text[:120]}"] += 1
                 except httpx.HTTPError as error:
                     errors += 1
-                    kinds[type(error).__name__] = kinds.get(type(error).__name__, 0) + 1
+                    kinds[type(error).__name__] += 1
                 latencies.append(time.perf_counter() - started)
 
         begun = time.perf_counter()
@@ -436,7 +435,7 @@ async def hammer(url: str, clients: int, seconds: float, headers: dict[str, str]
         "requests": len(latencies),
         "rps": len(latencies) / elapsed,
         "errors": errors,
-        "error_kinds": kinds,
+        "error_kinds": dict(kinds),
         **latency_summary(latencies),
     }
 
